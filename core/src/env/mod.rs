@@ -1,0 +1,73 @@
+//! Environments with Gymnasium's exact dynamics, `no_std`.
+//!
+//! Every environment implements [`Env`]: `reset` (optionally reseeding, as Gymnasium's
+//! `reset(seed=…)`), then `step` until `terminated` or `truncated`.
+
+/// What an action is for an environment.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ActionSpace {
+    /// `n` discrete actions `0..n` (Gymnasium `Discrete(n)`); the policy uses a categorical head.
+    Discrete(usize),
+    /// A box `[low, high]` in every one of `dim` dimensions (Gymnasium `Box`); Gaussian head.
+    Continuous {
+        /// Number of action dimensions.
+        dim: usize,
+        /// Lower bound, the same for every dimension.
+        low: f32,
+        /// Upper bound, the same for every dimension.
+        high: f32,
+    },
+}
+
+/// An action handed to [`Env::step`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Action<'a> {
+    /// Index into a `Discrete` space.
+    Discrete(usize),
+    /// One value per dimension of a `Continuous` space (environments clip as Gymnasium does).
+    Continuous(&'a [f32]),
+}
+
+/// The result of one [`Env::step`] (Gymnasium's `(obs, reward, terminated, truncated, info)`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Transition<const OBS: usize> {
+    /// Observation after the step (f32 cast of the f64 state, as Gymnasium returns it).
+    pub obs: [f32; OBS],
+    /// Reward of the step.
+    pub reward: f32,
+    /// The episode ended in a terminal state: do not bootstrap.
+    pub terminated: bool,
+    /// The episode was cut by the time limit: bootstrap from `obs`.
+    pub truncated: bool,
+}
+
+/// Errors an environment returns instead of panicking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnvError {
+    /// The action does not belong to the action space (wrong kind, index or dimension).
+    InvalidAction,
+    /// `step` called before `reset` or after the episode ended.
+    NeedsReset,
+}
+
+impl core::fmt::Display for EnvError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            EnvError::InvalidAction => f.write_str("action does not belong to the action space"),
+            EnvError::NeedsReset => {
+                f.write_str("step called before reset or after the episode ended")
+            }
+        }
+    }
+}
+
+/// A single environment with an `OBS`-dimensional observation.
+pub trait Env<const OBS: usize> {
+    /// The action space (fixed for the environment's lifetime).
+    fn action_space(&self) -> ActionSpace;
+    /// Start an episode. `Some(seed)` reseeds the environment's generator exactly as
+    /// Gymnasium's `reset(seed=seed)`; `None` continues the current stream.
+    fn reset(&mut self, seed: Option<u64>) -> [f32; OBS];
+    /// Advance one step.
+    fn step(&mut self, action: Action<'_>) -> Result<Transition<OBS>, EnvError>;
+}

@@ -1,0 +1,471 @@
+//! Kronecker-factored curvature (K-FAC, Martens & Grosse 2015) for dense layers.
+//!
+//! For a layer `s = W x + b` with `W: O×I`, the Fisher block of `θ = vec([W | b])` is
+//! approximated by `Ā ⊗ S`, where
+//! - `Ā = E[ā āᵀ]`, `ā = [x; 1]` (the bias folded in), `(I+1)×(I+1)`: an [`InputFactor`];
+//! - `S = E[g gᵀ]`, `g = ∂(−log p)/∂s` from the *sampled* Fisher loss, `O×O`: an [`OutputFactor`].
+//!
+//! Both are running averages `F ← ρ F + (1 − ρ) E_batch[·]`.
+//!
+//! **Damping (factored Tikhonov, stated).** The preconditioner solves
+//! `(Ā + π√λ I) ⊗ (S + √λ/π I) vec(V) = vec(G)`, i.e. `V = (S + √λ/π I)⁻¹ G (Ā + π√λ I)⁻¹`,
+//! with `π = sqrt((tr Ā/(I+1)) / (tr S/O))` (Martens & Grosse §6.3). Layers that read the same
+//! input share one `Ā` and are treated as one layer with a block-diagonal `S` (π uses the
+//! traces of all blocks). The damped factors are decomposed `L D Lᵀ` (unit lower `L`, no square
+//! roots, cheaper than an eigendecomposition: see `docs/algorithm.md`).
+//!
+//! **Storage.** A factor of size `n` lives in one `n×n` array: the strict upper triangle holds
+//! the running average, the strict lower triangle the `L` of the damped factor, the diagonal
+//! `1/D`; the average's diagonal sits in a separate vector. The input factor keeps its bias row
+//! `E[x]` and `L`'s last row beside it; its corner `E[1·1] = 1` is implicit. So the "inverse"
+//! costs no memory beyond the statistics themselves.
+
+use crate::dense::{axpy, dot};
+use crate::Error;
+
+/// Smallest pivot `D_i` accepted as positive.
+const MIN_PIVOT: f32 = 1e-12;
+
+/// `L D Lᵀ` of the symmetric matrix whose strict upper triangle is in `m` and diagonal in
+/// `diag`, plus `shift·I`. Writes `L` (strict lower) and `1/D` (diagonal) into `m`; leaves
+/// the upper triangle untouched. Fails if a pivot is not positive and finite.
+fn ldl<const N: usize>(m: &mut [[f32; N]; N], diag: &[f32; N], shift: f32) -> Result<(), Error> {
+    let mut ld = [0.0f32; N]; // ld[k] = L_ik D_k for the current row i
+    for i in 0..N {
+        for j in 0..i {
+            let (head, tail) = m.split_at_mut(i);
+            let s = head[j][i] - dot(&ld[..j], &head[j][..j]);
+            ld[j] = s;
+            tail[0][j] = s * head[j][j];
+        }
+        let d = diag[i] + shift - dot(&ld[..i], &m[i][..i]);
+        if !(d > MIN_PIVOT && d.is_finite()) {
+            return Err(Error::UpdateNotPositiveDefinite);
+        }
+        m[i][i] = 1.0 / d;
+    }
+    Ok(())
+}
+
+/// Rank-one update of the upper triangle and diagonal: `M += w x xᵀ`.
+#[inline]
+fn add_outer_upper<const N: usize>(
+    m: &mut [[f32; N]; N],
+    diag: &mut [f32; N],
+    x: &[f32; N],
+    w: f32,
+) {
+    for i in 0..N {
+        let wx = w * x[i];
+        diag[i] += wx * x[i];
+        axpy(wx, &x[i + 1..], &mut m[i][i + 1..]);
+    }
+}
+
+fn scale_upper<const N: usize>(m: &mut [[f32; N]; N], diag: &mut [f32; N], rho: f32) {
+    for i in 0..N {
+        diag[i] *= rho;
+        m[i][i + 1..].iter_mut().for_each(|v| *v *= rho);
+    }
+}
+
+fn upper_is_finite<const N: usize>(m: &[[f32; N]; N], diag: &[f32; N]) -> bool {
+    diag.iter().all(|v| v.is_finite())
+        && (0..N).all(|i| m[i][i + 1..].iter().all(|v| v.is_finite()))
+}
+
+fn write_dense<const N: usize>(m: &[[f32; N]; N], diag: &[f32; N], n: usize, out: &mut [f32]) {
+    for i in 0..N {
+        for j in 0..N {
+            out[i * n + j] = match i.cmp(&j) {
+                core::cmp::Ordering::Less => m[i][j],
+                core::cmp::Ordering::Equal => diag[i],
+                core::cmp::Ordering::Greater => m[j][i],
+            };
+        }
+    }
+}
+
+/// `Ā = E[ā āᵀ]` with `ā = [x; 1]`, `x ∈ ℝᴵ`, and the `L D Lᵀ` of its damped form.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct InputFactor<const I: usize> {
+    m: [[f32; I]; I],
+    diag: [f32; I],
+    mean: [f32; I],
+    l_last: [f32; I],
+    d_last_inv: f32,
+}
+
+impl<const I: usize> Default for InputFactor<I> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const I: usize> InputFactor<I> {
+    /// Zero statistics, no decomposition.
+    pub const fn new() -> Self {
+        Self {
+            m: [[0.0; I]; I],
+            diag: [0.0; I],
+            mean: [0.0; I],
+            l_last: [0.0; I],
+            d_last_inv: 0.0,
+        }
+    }
+
+    /// `Ā ← ρ Ā` (the corner stays 1: the averages' weights sum to 1).
+    pub fn scale(&mut self, rho: f32) {
+        scale_upper(&mut self.m, &mut self.diag, rho);
+        self.mean.iter_mut().for_each(|v| *v *= rho);
+    }
+
+    /// `Ā += w ā āᵀ` (without the corner, which is kept at 1).
+    #[inline]
+    pub fn add(&mut self, x: &[f32; I], w: f32) {
+        add_outer_upper(&mut self.m, &mut self.diag, x, w);
+        axpy(w, x, &mut self.mean);
+    }
+
+    /// `tr Ā`.
+    pub fn trace(&self) -> f32 {
+        self.diag.iter().sum::<f32>() + 1.0
+    }
+
+    /// All statistics finite.
+    pub fn is_finite(&self) -> bool {
+        upper_is_finite(&self.m, &self.diag) && self.mean.iter().all(|v| v.is_finite())
+    }
+
+    /// Decompose `Ā + shift·I = L D Lᵀ`.
+    pub fn factorize(&mut self, shift: f32) -> Result<(), Error> {
+        ldl(&mut self.m, &self.diag, shift)?;
+        // Last row: L_Ij D_j = E[x_j] − Σ_{k<j} L_Ik L_jk D_k; D_I = 1 + shift − Σ L_Ik² D_k.
+        let mut ld = [0.0f32; I];
+        for j in 0..I {
+            let s = self.mean[j] - dot(&ld[..j], &self.m[j][..j]);
+            ld[j] = s;
+            self.l_last[j] = s * self.m[j][j];
+        }
+        let d = 1.0 + shift - dot(&ld, &self.l_last);
+        if !(d > MIN_PIVOT && d.is_finite()) {
+            return Err(Error::UpdateNotPositiveDefinite);
+        }
+        self.d_last_inv = 1.0 / d;
+        Ok(())
+    }
+
+    /// `[r, r_b] ← [r, r_b] L⁻ᵀ` (forward substitution on a row of `[W | b]`).
+    #[inline]
+    fn forward(&self, r: &mut [f32; I], rb: &mut f32) {
+        for i in 1..I {
+            let (done, rest) = r.split_at_mut(i);
+            rest[0] -= dot(&self.m[i][..i], done);
+        }
+        *rb -= dot(&self.l_last, r);
+    }
+
+    /// `[r, r_b] ← [r, r_b] L⁻¹` (back substitution).
+    #[inline]
+    fn backward(&self, r: &mut [f32; I], rb: f32) {
+        axpy(-rb, &self.l_last, r);
+        for i in (1..I).rev() {
+            let xi = r[i];
+            let (head, _) = r.split_at_mut(i);
+            axpy(-xi, &self.m[i][..i], head);
+        }
+    }
+
+    /// The dense `(I+1)×(I+1)` statistics `Ā`, row-major, into `out` (for tests and tools).
+    pub fn write_dense(&self, out: &mut [f32]) {
+        let n = I + 1;
+        write_dense(&self.m, &self.diag, n, out);
+        for i in 0..I {
+            out[i * n + I] = self.mean[i];
+            out[I * n + i] = self.mean[i];
+        }
+        out[I * n + I] = 1.0;
+    }
+}
+
+/// `S = E[g gᵀ]`, `g ∈ ℝᴼ`, and the `L D Lᵀ` of its damped form.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OutputFactor<const O: usize> {
+    m: [[f32; O]; O],
+    diag: [f32; O],
+}
+
+impl<const O: usize> Default for OutputFactor<O> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const O: usize> OutputFactor<O> {
+    /// Zero statistics, no decomposition.
+    pub const fn new() -> Self {
+        Self {
+            m: [[0.0; O]; O],
+            diag: [0.0; O],
+        }
+    }
+
+    /// `S ← ρ S`.
+    pub fn scale(&mut self, rho: f32) {
+        scale_upper(&mut self.m, &mut self.diag, rho);
+    }
+
+    /// `S += w g gᵀ`.
+    #[inline]
+    pub fn add(&mut self, g: &[f32; O], w: f32) {
+        add_outer_upper(&mut self.m, &mut self.diag, g, w);
+    }
+
+    /// `tr S`.
+    pub fn trace(&self) -> f32 {
+        self.diag.iter().sum()
+    }
+
+    /// All statistics finite.
+    pub fn is_finite(&self) -> bool {
+        upper_is_finite(&self.m, &self.diag)
+    }
+
+    /// Decompose `S + shift·I = L D Lᵀ`.
+    pub fn factorize(&mut self, shift: f32) -> Result<(), Error> {
+        ldl(&mut self.m, &self.diag, shift)
+    }
+
+    /// The dense `O×O` statistics `S`, row-major, into `out`.
+    pub fn write_dense(&self, out: &mut [f32]) {
+        write_dense(&self.m, &self.diag, O, out);
+    }
+}
+
+/// π-adjusted split of the damping `λ` between the two factors:
+/// returns `(π√λ, √λ/π)` with `π = sqrt((tr Ā / dim Ā) / (tr S / dim S))`, `π = 1` when a trace is
+/// not positive.
+pub fn damping_split(
+    trace_a: f32,
+    dim_a: usize,
+    trace_s: f32,
+    dim_s: usize,
+    damping: f32,
+) -> (f32, f32) {
+    let ra = trace_a / dim_a as f32;
+    let rs = trace_s / dim_s as f32;
+    let pi = if ra > 0.0 && rs > 0.0 && ra.is_finite() && rs.is_finite() {
+        libm::sqrtf(ra / rs)
+    } else {
+        1.0
+    };
+    let sl = libm::sqrtf(damping);
+    (pi * sl, sl / pi)
+}
+
+/// Natural gradient of one layer, in place: `[W | b] ← S_d⁻¹ [∇W | ∇b] Ā_d⁻¹` with the damped,
+/// decomposed factors. Returns `gᵀ (Ā_d ⊗ S_d)⁻¹ g = vᵀ (Ā_d ⊗ S_d) v`, this layer's share of the
+/// trust-region quadratic form `Δθᵀ F̂ Δθ` (computed from the half-solves
+/// `Y = L_S⁻¹ G L_A⁻ᵀ` as `Σ Y_ij² / (D_S,i D_A,j)`, no explicit Fisher).
+///
+/// Both factors must have been [`factorize`](InputFactor::factorize)d.
+pub fn precondition<const I: usize, const O: usize>(
+    a: &InputFactor<I>,
+    s: &OutputFactor<O>,
+    w: &mut [[f32; I]; O],
+    b: &mut [f32; O],
+) -> f32 {
+    for (r, rb) in w.iter_mut().zip(b.iter_mut()) {
+        a.forward(r, rb);
+    }
+    // Across rows: Y ← L_S⁻¹ Y.
+    for i in 1..O {
+        let (done, rest) = w.split_at_mut(i);
+        let (bdone, brest) = b.split_at_mut(i);
+        for k in 0..i {
+            let l = s.m[i][k];
+            axpy(-l, &done[k], &mut rest[0]);
+            brest[0] -= l * bdone[k];
+        }
+    }
+    let mut q = 0.0;
+    for i in 0..O {
+        let dsi = s.m[i][i];
+        let row = &mut w[i];
+        for j in 0..I {
+            let f = dsi * a.m[j][j];
+            q += row[j] * row[j] * f;
+            row[j] *= f;
+        }
+        let f = dsi * a.d_last_inv;
+        q += b[i] * b[i] * f;
+        b[i] *= f;
+    }
+    // Across rows: V ← L_S⁻ᵀ Z.
+    for i in (1..O).rev() {
+        let (head, tail) = w.split_at_mut(i);
+        let (bhead, btail) = b.split_at_mut(i);
+        for k in 0..i {
+            let l = s.m[i][k];
+            axpy(-l, &tail[0], &mut head[k]);
+            bhead[k] -= l * btail[0];
+        }
+    }
+    for (r, &rb) in w.iter_mut().zip(b.iter()) {
+        a.backward(r, rb);
+    }
+    q
+}
+
+/// All Kronecker factors of an [`ActorCritic`](crate::ActorCritic)`<OBS, H, P, T>`.
+///
+/// Input factors are shared by the layers that read the same input: every trunk's first layer
+/// reads the observation (one `Ā_obs`), and with one trunk (`T = 1`) both heads read its output.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Curvature<const OBS: usize, const H: usize, const P: usize, const T: usize> {
+    a_obs: InputFactor<OBS>,
+    a_h1: [InputFactor<H>; T],
+    a_h2: [InputFactor<H>; T],
+    s1: [OutputFactor<H>; T],
+    s2: [OutputFactor<H>; T],
+    s_pi: OutputFactor<P>,
+    s_v: OutputFactor<1>,
+    factorized: bool,
+}
+
+impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Default
+    for Curvature<OBS, H, P, T>
+{
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Curvature<OBS, H, P, T> {
+    /// Empty statistics.
+    pub const fn new() -> Self {
+        Self {
+            a_obs: InputFactor::new(),
+            a_h1: [InputFactor::new(); T],
+            a_h2: [InputFactor::new(); T],
+            s1: [OutputFactor::new(); T],
+            s2: [OutputFactor::new(); T],
+            s_pi: OutputFactor::new(),
+            s_v: OutputFactor::new(),
+            factorized: false,
+        }
+    }
+
+    /// Whether a decomposition is available for [`Curvature::precondition`].
+    pub fn is_factorized(&self) -> bool {
+        self.factorized
+    }
+
+    /// Every factor `F ← ρ F`; the start of a running-average update.
+    pub fn scale(&mut self, rho: f32) {
+        self.a_obs.scale(rho);
+        for t in 0..T {
+            self.a_h1[t].scale(rho);
+            self.a_h2[t].scale(rho);
+            self.s1[t].scale(rho);
+            self.s2[t].scale(rho);
+        }
+        self.s_pi.scale(rho);
+        self.s_v.scale(rho);
+    }
+
+    /// Add one sample with weight `w`: its layer inputs from `f`, its Fisher-loss
+    /// pre-activation gradients from `g`.
+    #[inline]
+    pub fn observe(
+        &mut self,
+        f: &crate::policy::Forward<OBS, H, P, T>,
+        g: &crate::policy::Backward<H, P, T>,
+        w: f32,
+    ) {
+        self.a_obs.add(&f.x, w);
+        for t in 0..T {
+            self.a_h1[t].add(&f.h1[t], w);
+            self.a_h2[t].add(&f.h2[t], w);
+            self.s1[t].add(&g.g1[t], w);
+            self.s2[t].add(&g.g2[t], w);
+        }
+        self.s_pi.add(&g.gz, w);
+        self.s_v.add(&[g.gv], w);
+    }
+
+    /// All statistics finite.
+    pub fn is_finite(&self) -> bool {
+        self.a_obs.is_finite()
+            && (0..T).all(|t| {
+                self.a_h1[t].is_finite()
+                    && self.a_h2[t].is_finite()
+                    && self.s1[t].is_finite()
+                    && self.s2[t].is_finite()
+            })
+            && self.s_pi.is_finite()
+            && self.s_v.is_finite()
+    }
+
+    /// Decompose every damped factor (see the module docs for the damping).
+    /// On error the previous decomposition is gone and [`Curvature::is_factorized`] is false.
+    pub fn factorize(&mut self, damping: f32) -> Result<(), Error> {
+        self.factorized = false;
+        // First layers: one Ā_obs, S blocks s1[0..T].
+        let tr_s: f32 = self.s1.iter().map(|s| s.trace()).sum();
+        let (da, ds) = damping_split(self.a_obs.trace(), OBS + 1, tr_s, T * H, damping);
+        self.a_obs.factorize(da)?;
+        for s in self.s1.iter_mut() {
+            s.factorize(ds)?;
+        }
+        // Second layers: one per trunk.
+        for t in 0..T {
+            let (da, ds) =
+                damping_split(self.a_h1[t].trace(), H + 1, self.s2[t].trace(), H, damping);
+            self.a_h1[t].factorize(da)?;
+            self.s2[t].factorize(ds)?;
+        }
+        // Heads.
+        if T == 1 {
+            let tr_s = self.s_pi.trace() + self.s_v.trace();
+            let (da, ds) = damping_split(self.a_h2[0].trace(), H + 1, tr_s, P + 1, damping);
+            self.a_h2[0].factorize(da)?;
+            self.s_pi.factorize(ds)?;
+            self.s_v.factorize(ds)?;
+        } else {
+            let (da, ds) =
+                damping_split(self.a_h2[0].trace(), H + 1, self.s_pi.trace(), P, damping);
+            self.a_h2[0].factorize(da)?;
+            self.s_pi.factorize(ds)?;
+            let (da, ds) = damping_split(
+                self.a_h2[T - 1].trace(),
+                H + 1,
+                self.s_v.trace(),
+                1,
+                damping,
+            );
+            self.a_h2[T - 1].factorize(da)?;
+            self.s_v.factorize(ds)?;
+        }
+        self.factorized = true;
+        Ok(())
+    }
+
+    /// Natural gradient of every dense layer in `grad`, in place; returns the layers' share of
+    /// `gᵀ F̂_d⁻¹ g`. The Gaussian log-std is not touched here (its Fisher block is exact and
+    /// diagonal; the optimizer handles it). Requires [`Curvature::factorize`] to have succeeded.
+    pub fn precondition(&self, grad: &mut crate::ActorCritic<OBS, H, P, T>) -> Result<f32, Error> {
+        if !self.factorized {
+            return Err(Error::UpdateNotPositiveDefinite);
+        }
+        let mut q = 0.0;
+        for t in 0..T {
+            let tr = &mut grad.trunks[t];
+            q += precondition(&self.a_obs, &self.s1[t], &mut tr.l1.w, &mut tr.l1.b);
+            q += precondition(&self.a_h1[t], &self.s2[t], &mut tr.l2.w, &mut tr.l2.b);
+        }
+        q += precondition(&self.a_h2[0], &self.s_pi, &mut grad.pi.w, &mut grad.pi.b);
+        q += precondition(&self.a_h2[T - 1], &self.s_v, &mut grad.v.w, &mut grad.v.b);
+        Ok(q)
+    }
+}

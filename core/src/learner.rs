@@ -1,0 +1,228 @@
+//! One update: rollout → loss gradients → curvature → natural step → weights.
+//!
+//! Per sample `t` of a batch of `B`: the loss
+//! `L = mean_t[−Â_t log π(a_t|s_t) + c_v (R_t − V(s_t))² − c_e H(π(·|s_t))]`
+//! is backpropagated into the gradient `∇θ`; for ACKTR a second backward of the *sampled*
+//! Fisher loss `−log π(ã|s) − c_f log N(v + ε | V(s), 1)` (`ã ~ π`, `ε ~ N(0,1)`) feeds the
+//! Kronecker factors. Then the step: K-FAC natural gradient `Δθ = F̂⁻¹∇θ` scaled by the trust
+//! region `η = min(η_max, sqrt(2δ/ΔθᵀF̂Δθ))` (ACKTR), or the clipped gradient (cold start,
+//! SGD, RMSprop), smoothed by momentum `u ← m u + (1−m) η Δθ`, `θ ← θ − u`.
+
+use rand_core::RngCore;
+
+use crate::config::{Config, Optimizer};
+use crate::head::{standard_normal, HeadKind};
+use crate::kfac::Curvature;
+use crate::policy::{ActorCritic, Backward, Forward};
+use crate::rollout::Rollout;
+use crate::{trust_region, Error};
+
+/// What one update did (means over the batch).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct UpdateStats {
+    /// Samples in the batch.
+    pub samples: u32,
+    /// `−mean(Â log π(a|s))`.
+    pub policy_loss: f32,
+    /// `mean((R − V)²)`.
+    pub value_loss: f32,
+    /// `mean(H(π(·|s)))`.
+    pub entropy: f32,
+    /// `‖∇θ‖₂` of the loss gradient (before clipping or preconditioning).
+    pub grad_norm: f32,
+    /// The step size `η` used (trust region, or the learning rate of a first-order step).
+    pub step_size: f32,
+    /// `Δθᵀ F̂ Δθ` of the natural gradient (0 for first-order steps).
+    pub quadratic_form: f32,
+    /// Predicted KL of the step, `½ η² Δθᵀ F̂ Δθ` (0 for first-order steps).
+    pub predicted_kl: f32,
+    /// Whether this was a natural-gradient step (false: cold start or first-order).
+    pub natural: bool,
+}
+
+/// Everything training needs: the policy, its gradient and momentum buffers, the curvature.
+#[derive(Clone, Debug)]
+pub struct Learner<const OBS: usize, const H: usize, const P: usize, const T: usize> {
+    config: Config,
+    /// The policy being trained.
+    pub net: ActorCritic<OBS, H, P, T>,
+    grad: ActorCritic<OBS, H, P, T>,
+    velocity: ActorCritic<OBS, H, P, T>,
+    curvature: Curvature<OBS, H, P, T>,
+    updates: u32,
+}
+
+impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<OBS, H, P, T> {
+    /// A learner for `net`; fails if `config` is out of range.
+    pub fn new(config: Config, net: ActorCritic<OBS, H, P, T>) -> Result<Self, Error> {
+        config.validate()?;
+        let zeros = ActorCritic::zeros(net.activation, net.head);
+        Ok(Self {
+            config,
+            net,
+            grad: zeros,
+            velocity: zeros,
+            curvature: Curvature::new(),
+            updates: 0,
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Change the settings between updates (e.g. a learning-rate schedule on `eta_max`).
+    pub fn set_config(&mut self, config: Config) -> Result<(), Error> {
+        config.validate()?;
+        self.config = config;
+        Ok(())
+    }
+
+    /// Completed updates.
+    pub fn updates(&self) -> u32 {
+        self.updates
+    }
+
+    /// The Kronecker factors.
+    pub fn curvature(&self) -> &Curvature<OBS, H, P, T> {
+        &self.curvature
+    }
+
+    /// After an update: the direction that was stepped along (`Δθ` for a natural step, the
+    /// clipped gradient for a first-order one), before `η` and momentum.
+    pub fn direction(&self) -> &ActorCritic<OBS, H, P, T> {
+        &self.grad
+    }
+
+    /// One update from a rollout whose returns are computed. On error the weights are
+    /// unchanged.
+    pub fn update<const E: usize, const N: usize>(
+        &mut self,
+        rollout: &Rollout<OBS, P, E, N>,
+        rng: &mut impl RngCore,
+    ) -> Result<UpdateStats, Error> {
+        let cfg = self.config;
+        let b = rollout.len() * E;
+        if b == 0 {
+            return Err(Error::UpdateEmptyRollout);
+        }
+        if !rollout.is_finite() {
+            return Err(Error::UpdateNonFiniteInput);
+        }
+        let natural = matches!(cfg.optimizer, Optimizer::Acktr);
+        let cold = natural && self.updates < cfg.cold_iters;
+        let inv_b = 1.0 / b as f32;
+
+        // Statistics weight: debiased running average, ρ_k = min(ρ, k/(k+1)).
+        let k = self.updates as f32;
+        let rho = cfg.stat_decay.min(k / (k + 1.0));
+        if natural {
+            self.curvature.scale(rho);
+        }
+        let w_stat = (1.0 - rho) * inv_b;
+
+        // Loss gradient (and Fisher statistics), one sample at a time: no batch-sized buffers.
+        self.grad.map_mut(|g| *g = 0.0);
+        let mut stats = UpdateStats {
+            samples: b as u32,
+            ..UpdateStats::default()
+        };
+        let mut f = Forward::zeros();
+        let mut bw = Backward::zeros();
+        for s in rollout.samples() {
+            self.net.forward(&s.obs, &mut f);
+            let mut gz = [0.0; P];
+            let (logp, ent) = self.net.head.loss_grad(
+                &f.z,
+                &self.net.log_std,
+                &s.action,
+                s.advantage,
+                cfg.entropy_coef,
+                &mut gz,
+                &mut self.grad.log_std,
+            );
+            let gv = 2.0 * cfg.value_coef * (f.v - s.ret);
+            self.net.backward(&f, &gz, gv, &mut bw);
+            self.grad.accumulate(&f, &bw);
+            stats.policy_loss -= s.advantage * logp;
+            stats.value_loss += (s.ret - f.v) * (s.ret - f.v);
+            stats.entropy += ent;
+
+            if natural {
+                self.net
+                    .head
+                    .fisher_grad(&f.z, &self.net.log_std, rng, &mut gz);
+                let gv = -cfg.vf_fisher_coef * standard_normal(rng);
+                self.net.backward(&f, &gz, gv, &mut bw);
+                self.curvature.observe(&f, &bw, w_stat);
+            }
+        }
+        stats.policy_loss *= inv_b;
+        stats.value_loss *= inv_b;
+        stats.entropy *= inv_b;
+        let (wd, net) = (cfg.weight_decay, &self.net);
+        self.grad.zip_mut(net, |g, p| *g = *g * inv_b + wd * p);
+
+        if natural && !self.curvature.is_finite() {
+            self.curvature = Curvature::new();
+            return Err(Error::UpdateNonFiniteCurvature);
+        }
+        if !self.grad.is_finite() {
+            return Err(Error::UpdateNonFiniteGradient);
+        }
+        stats.grad_norm = libm::sqrtf(self.grad.fold_with(&self.grad, |a, _| a * a));
+
+        // Step direction (in `grad`) and size.
+        let eta = if natural && !cold {
+            let since = self.updates - cfg.cold_iters;
+            if !self.curvature.is_factorized() || since % cfg.inverse_every == 0 {
+                self.curvature.factorize(cfg.damping)?;
+            }
+            let mut q = self.curvature.precondition(&mut self.grad)?;
+            if self.net.head == HeadKind::Gaussian {
+                // Exact Fisher of the log-std: 2 per dimension.
+                for g in self.grad.log_std.iter_mut() {
+                    let v = *g / (2.0 + cfg.damping);
+                    q += *g * v;
+                    *g = v;
+                }
+            }
+            if !self.grad.is_finite() {
+                return Err(Error::UpdateNonFiniteGradient);
+            }
+            let eta = trust_region::step_size(q, cfg.eta_max, cfg.kl_clip)?;
+            stats.natural = true;
+            stats.quadratic_form = q;
+            stats.predicted_kl = 0.5 * eta * eta * q;
+            eta
+        } else {
+            if cfg.max_grad_norm > 0.0 && stats.grad_norm > cfg.max_grad_norm {
+                let c = cfg.max_grad_norm / stats.grad_norm;
+                self.grad.map_mut(|g| *g *= c);
+            }
+            if cold {
+                cfg.cold_lr
+            } else {
+                cfg.eta_max
+            }
+        };
+        stats.step_size = eta;
+
+        // Weights.
+        let m = cfg.momentum;
+        let (net, dir, state) = (&mut self.net, &self.grad, &mut self.velocity);
+        match cfg.optimizer {
+            Optimizer::RmsProp { alpha, eps } => net.zip3_mut(dir, state, |p, g, s| {
+                *s = alpha * *s + (1.0 - alpha) * g * g;
+                *p -= eta * g / (libm::sqrtf(*s) + eps);
+            }),
+            Optimizer::Acktr | Optimizer::Sgd => net.zip3_mut(dir, state, |p, d, u| {
+                *u = m * *u + (1.0 - m) * eta * d;
+                *p -= *u;
+            }),
+        }
+        self.updates += 1;
+        Ok(stats)
+    }
+}

@@ -1,0 +1,321 @@
+//! The MLP actor-critic: `T` trunks of two hidden layers (`OBS → H → H`), a policy head
+//! (`H → P`) and a value head (`H → 1`).
+//!
+//! - `T = 1` ([`SharedActorCritic`]): both heads read the one trunk (the paper's Atari layout).
+//! - `T = 2` ([`SeparateActorCritic`]): trunk 0 feeds the policy head, trunk 1 the value head
+//!   (the paper's MuJoCo layout, separate 64-64 tanh nets).
+//!
+//! Forward keeps, per layer, the input `x` (K-FAC's `a`, before the bias 1 is appended) and the
+//! outputs; backward produces the pre-activation gradients `g = ∂L/∂s` of every layer.
+
+use heapless::Vec as HVec;
+use rand_core::RngCore;
+
+use crate::dense::{Activation, Dense};
+use crate::head::HeadKind;
+
+/// Two hidden layers: `h1 = σ(W1 x + b1)`, `h2 = σ(W2 h1 + b2)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Trunk<const I: usize, const H: usize> {
+    /// First hidden layer, `H×I`.
+    pub l1: Dense<I, H>,
+    /// Second hidden layer, `H×H`.
+    pub l2: Dense<H, H>,
+}
+
+/// Actor-critic with `T ∈ {1, 2}` trunks; see the module docs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ActorCritic<const OBS: usize, const H: usize, const P: usize, const T: usize> {
+    /// Hidden nonlinearity (both layers of every trunk).
+    pub activation: Activation,
+    /// Policy distribution.
+    pub head: HeadKind,
+    /// Trunk 0 feeds the policy head; trunk `T − 1` the value head.
+    pub trunks: [Trunk<OBS, H>; T],
+    /// Policy head: logits (categorical) or means (Gaussian), `P×H`.
+    pub pi: Dense<H, P>,
+    /// Value head, `1×H`.
+    pub v: Dense<H, 1>,
+    /// Gaussian log-std, state independent (unused by the categorical head, stays 0).
+    pub log_std: [f32; P],
+}
+
+/// One trunk shared by the policy and value heads.
+pub type SharedActorCritic<const OBS: usize, const H: usize, const P: usize> =
+    ActorCritic<OBS, H, P, 1>;
+/// Separate policy and value trunks.
+pub type SeparateActorCritic<const OBS: usize, const H: usize, const P: usize> =
+    ActorCritic<OBS, H, P, 2>;
+
+/// What forward keeps for backward and for K-FAC's input statistics.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Forward<const OBS: usize, const H: usize, const P: usize, const T: usize> {
+    /// Observation (input of every trunk's first layer).
+    pub x: [f32; OBS],
+    /// First hidden outputs per trunk (input of the second layer).
+    pub h1: [[f32; H]; T],
+    /// Second hidden outputs per trunk (input of the heads).
+    pub h2: [[f32; H]; T],
+    /// Policy outputs.
+    pub z: [f32; P],
+    /// Value.
+    pub v: f32,
+}
+
+/// Pre-activation gradients `g = ∂L/∂s` of every layer for one sample.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Backward<const H: usize, const P: usize, const T: usize> {
+    /// First hidden layer of each trunk.
+    pub g1: [[f32; H]; T],
+    /// Second hidden layer of each trunk.
+    pub g2: [[f32; H]; T],
+    /// Policy head.
+    pub gz: [f32; P],
+    /// Value head.
+    pub gv: f32,
+}
+
+impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Forward<OBS, H, P, T> {
+    /// All zeros.
+    pub const fn zeros() -> Self {
+        Self {
+            x: [0.0; OBS],
+            h1: [[0.0; H]; T],
+            h2: [[0.0; H]; T],
+            z: [0.0; P],
+            v: 0.0,
+        }
+    }
+}
+
+impl<const H: usize, const P: usize, const T: usize> Backward<H, P, T> {
+    /// All zeros.
+    pub const fn zeros() -> Self {
+        Self {
+            g1: [[0.0; H]; T],
+            g2: [[0.0; H]; T],
+            gz: [0.0; P],
+            gv: 0.0,
+        }
+    }
+}
+
+/// Upper bound on the number of parameter slices (`4T + 5` with `T ≤ 2`).
+pub(crate) const MAX_SLICES: usize = 13;
+
+impl<const OBS: usize, const H: usize, const P: usize, const T: usize> ActorCritic<OBS, H, P, T> {
+    const VALID: () = assert!(
+        (T == 1 || T == 2) && OBS > 0 && H > 0 && P > 0,
+        "ActorCritic needs T = 1 (shared) or 2 (separate) trunks and non-zero sizes"
+    );
+
+    /// Index of the trunk that feeds the value head.
+    pub const CRITIC: usize = T - 1;
+
+    /// All parameters zero (also the shape of gradient and momentum buffers).
+    pub const fn zeros(activation: Activation, head: HeadKind) -> Self {
+        #[allow(clippy::let_unit_value)]
+        let () = Self::VALID;
+        Self {
+            activation,
+            head,
+            trunks: [Trunk {
+                l1: Dense::zeros(),
+                l2: Dense::zeros(),
+            }; T],
+            pi: Dense::zeros(),
+            v: Dense::zeros(),
+            log_std: [0.0; P],
+        }
+    }
+
+    /// Orthogonal initialisation as the reference ACKTR: hidden gain `√2`, policy head `0.01`,
+    /// value head `1`; zero biases, log-std `0`.
+    pub fn new(activation: Activation, head: HeadKind, rng: &mut impl RngCore) -> Self {
+        let mut n = Self::zeros(activation, head);
+        let g = core::f32::consts::SQRT_2;
+        for t in n.trunks.iter_mut() {
+            t.l1 = Dense::orthogonal(rng, g);
+            t.l2 = Dense::orthogonal(rng, g);
+        }
+        n.pi = Dense::orthogonal(rng, 0.01);
+        n.v = Dense::orthogonal(rng, 1.0);
+        n
+    }
+
+    /// Number of trainable scalars.
+    pub const fn num_params() -> usize {
+        T * (H * OBS + H + H * H + H) + P * H + P + H + 1 + P
+    }
+
+    /// Forward pass for one observation, keeping everything backward and K-FAC need.
+    #[inline]
+    pub fn forward(&self, obs: &[f32; OBS], f: &mut Forward<OBS, H, P, T>) {
+        f.x = *obs;
+        let act = self.activation;
+        for t in 0..T {
+            let tr = &self.trunks[t];
+            tr.l1.forward(obs, &mut f.h1[t]);
+            f.h1[t].iter_mut().for_each(|y| *y = act.apply(*y));
+            tr.l2.forward(&f.h1[t], &mut f.h2[t]);
+            f.h2[t].iter_mut().for_each(|y| *y = act.apply(*y));
+        }
+        self.pi.forward(&f.h2[0], &mut f.z);
+        let mut v = [0.0];
+        self.v.forward(&f.h2[Self::CRITIC], &mut v);
+        f.v = v[0];
+    }
+
+    /// Value `V(s)` only.
+    pub fn value(&self, obs: &[f32; OBS]) -> f32 {
+        let mut f = Forward::zeros();
+        self.forward(obs, &mut f);
+        f.v
+    }
+
+    /// Sample an action; returns `(action, V(s), log π(a|s))`. Actions are one-hot for the
+    /// categorical head.
+    pub fn act(&self, obs: &[f32; OBS], rng: &mut impl RngCore) -> ([f32; P], f32, f32) {
+        let mut f = Forward::zeros();
+        self.forward(obs, &mut f);
+        let mut a = [0.0; P];
+        let lp = self.head.sample(&f.z, &self.log_std, rng, &mut a);
+        (a, f.v, lp)
+    }
+
+    /// The deterministic action (argmax one-hot or the Gaussian mean).
+    pub fn act_deterministic(&self, obs: &[f32; OBS]) -> [f32; P] {
+        let mut f = Forward::zeros();
+        self.forward(obs, &mut f);
+        let mut a = [0.0; P];
+        self.head.mode(&f.z, &mut a);
+        a
+    }
+
+    /// Backward from head-output gradients `gz` (policy) and `gv` (value) to every layer's
+    /// pre-activation gradient.
+    #[inline]
+    pub fn backward(
+        &self,
+        f: &Forward<OBS, H, P, T>,
+        gz: &[f32; P],
+        gv: f32,
+        b: &mut Backward<H, P, T>,
+    ) {
+        b.gz = *gz;
+        b.gv = gv;
+        let act = self.activation;
+        let mut dh2 = [[0.0f32; H]; T];
+        self.pi.backward_input(gz, &mut dh2[0]);
+        self.v.backward_input(&[gv], &mut dh2[Self::CRITIC]);
+        for t in 0..T {
+            for k in 0..H {
+                b.g2[t][k] = dh2[t][k] * act.derivative_from_output(f.h2[t][k]);
+            }
+            let mut dh1 = [0.0f32; H];
+            self.trunks[t].l2.backward_input(&b.g2[t], &mut dh1);
+            for k in 0..H {
+                b.g1[t][k] = dh1[k] * act.derivative_from_output(f.h1[t][k]);
+            }
+        }
+    }
+
+    /// Treating `self` as a gradient buffer: add one sample's parameter gradients.
+    #[inline]
+    pub fn accumulate(&mut self, f: &Forward<OBS, H, P, T>, b: &Backward<H, P, T>) {
+        for t in 0..T {
+            self.trunks[t].l1.accumulate(&b.g1[t], &f.x);
+            self.trunks[t].l2.accumulate(&b.g2[t], &f.h1[t]);
+        }
+        self.pi.accumulate(&b.gz, &f.h2[0]);
+        self.v.accumulate(&[b.gv], &f.h2[Self::CRITIC]);
+    }
+
+    /// All parameters as flat slices, in a fixed order (trunks, policy, value, log-std).
+    pub fn param_slices(&self) -> HVec<&[f32], MAX_SLICES> {
+        let mut v: HVec<&[f32], MAX_SLICES> = HVec::new();
+        for t in self.trunks.iter() {
+            for s in t.l1.slices().into_iter().chain(t.l2.slices()) {
+                let _ = v.push(s); // capacity 4T + 5 ≤ 13 by construction
+            }
+        }
+        for s in self.pi.slices().into_iter().chain(self.v.slices()) {
+            let _ = v.push(s);
+        }
+        let _ = v.push(&self.log_std);
+        v
+    }
+
+    /// Mutable [`ActorCritic::param_slices`].
+    pub fn param_slices_mut(&mut self) -> HVec<&mut [f32], MAX_SLICES> {
+        let mut v: HVec<&mut [f32], MAX_SLICES> = HVec::new();
+        for t in self.trunks.iter_mut() {
+            let [a, b] = t.l1.slices_mut();
+            let [c, d] = t.l2.slices_mut();
+            for s in [a, b, c, d] {
+                let _ = v.push(s);
+            }
+        }
+        let [a, b] = self.pi.slices_mut();
+        let [c, d] = self.v.slices_mut();
+        for s in [a, b, c, d] {
+            let _ = v.push(s);
+        }
+        let _ = v.push(&mut self.log_std);
+        v
+    }
+
+    /// Apply `f(self_i, other_i)` to every pair of corresponding parameters.
+    pub fn zip_mut(&mut self, other: &Self, mut f: impl FnMut(&mut f32, f32)) {
+        for (a, b) in self
+            .param_slices_mut()
+            .into_iter()
+            .zip(other.param_slices())
+        {
+            for (x, &y) in a.iter_mut().zip(b.iter()) {
+                f(x, y);
+            }
+        }
+    }
+
+    /// Apply `f(self_i, a_i, b_i)` to corresponding parameters of three networks
+    /// (weights, direction, optimizer state).
+    pub fn zip3_mut(&mut self, a: &Self, b: &mut Self, mut f: impl FnMut(&mut f32, f32, &mut f32)) {
+        let sa = a.param_slices();
+        for ((x, y), z) in self
+            .param_slices_mut()
+            .into_iter()
+            .zip(sa)
+            .zip(b.param_slices_mut())
+        {
+            for ((p, &q), r) in x.iter_mut().zip(y.iter()).zip(z.iter_mut()) {
+                f(p, q, r);
+            }
+        }
+    }
+
+    /// Apply `f` to every parameter.
+    pub fn map_mut(&mut self, mut f: impl FnMut(&mut f32)) {
+        for s in self.param_slices_mut() {
+            s.iter_mut().for_each(&mut f);
+        }
+    }
+
+    /// `Σ f(self_i, other_i)` over all parameters.
+    pub fn fold_with(&self, other: &Self, mut f: impl FnMut(f32, f32) -> f32) -> f32 {
+        let mut acc = 0.0;
+        for (a, b) in self.param_slices().into_iter().zip(other.param_slices()) {
+            for (&x, &y) in a.iter().zip(b.iter()) {
+                acc += f(x, y);
+            }
+        }
+        acc
+    }
+
+    /// Every parameter is finite.
+    pub fn is_finite(&self) -> bool {
+        self.param_slices()
+            .iter()
+            .all(|s| s.iter().all(|v| v.is_finite()))
+    }
+}
