@@ -1,1 +1,139 @@
-fn main() {}
+//! `cargo bench -p acktr-core`: the pieces of one ACKTR update for 4-H-H actor-critics
+//! (shared trunk, 2 actions, 32-sample batch): factor statistics, decomposition (the
+//! "inverse"), preconditioning, and the whole update.
+#![allow(clippy::needless_range_loop)]
+
+use std::hint::black_box;
+
+use acktr_core::{
+    Activation, ActorCritic, Backward, Config, Curvature, Ending, Forward, HeadKind, Learner,
+    Rollout, Step,
+};
+use criterion::{criterion_group, criterion_main, Criterion};
+
+struct SplitMix(u64);
+impl rand_core::RngCore for SplitMix {
+    fn next_u32(&mut self) -> u32 {
+        (self.next_u64() >> 32) as u32
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn fill_bytes(&mut self, d: &mut [u8]) {
+        d.iter_mut().for_each(|b| *b = self.next_u32() as u8);
+    }
+}
+
+const B: usize = 32;
+
+fn rollout(rng: &mut SplitMix) -> Rollout<4, 2, 1, B> {
+    let mut r = Rollout::new();
+    for t in 0..B {
+        let u = |rng: &mut SplitMix| acktr_core::uniform01(rng) * 2.0 - 1.0;
+        let obs = [u(rng), u(rng), u(rng), u(rng)];
+        let mut s = Step::new(
+            obs,
+            [(t % 2) as f32, ((t + 1) % 2) as f32],
+            1.0,
+            0.0,
+            Ending::Continues,
+        );
+        s.advantage = u(rng);
+        s.ret = u(rng);
+        r.push([s]).unwrap();
+    }
+    r
+}
+
+fn bench_size<const H: usize>(c: &mut Criterion) {
+    let mut rng = SplitMix(7);
+    let net = ActorCritic::<4, H, 2, 1>::new(Activation::Tanh, HeadKind::Categorical, &mut rng);
+    let r = rollout(&mut rng);
+    let mut g = c.benchmark_group(format!("4-{H}-{H}"));
+
+    // Per-sample forward + Fisher backward outputs for the statistics benchmark.
+    let mut fw = Vec::new();
+    for s in r.samples() {
+        let mut f = Forward::zeros();
+        net.forward(&s.obs, &mut f);
+        let mut b = Backward::zeros();
+        net.backward(&f, &[0.3, -0.3], 0.5, &mut b);
+        fw.push((f, b));
+    }
+    let mut curv = Curvature::<4, H, 2, 1>::new();
+    g.bench_function("factor update (32 samples)", |bch| {
+        bch.iter(|| {
+            curv.scale(0.99);
+            for (f, b) in &fw {
+                curv.observe(f, b, 0.01 / 32.0);
+            }
+        })
+    });
+    g.bench_function("inverse (LDLt of all factors)", |bch| {
+        bch.iter(|| black_box(&mut curv).factorize(0.01).unwrap())
+    });
+    let mut grad = net;
+    g.bench_function("precondition", |bch| {
+        bch.iter(|| {
+            grad = net;
+            black_box(curv.precondition(&mut grad).unwrap())
+        })
+    });
+    for every in [1u32, 10] {
+        let cfg = Config {
+            cold_iters: 0,
+            inverse_every: every,
+            ..Config::default()
+        };
+        let mut l = Learner::new(cfg, net).unwrap();
+        g.bench_function(
+            format!("whole ACKTR update (inverse_every {every})"),
+            |bch| bch.iter(|| l.update(&r, &mut rng).unwrap()),
+        );
+    }
+    let mut l = Learner::new(Config::a2c(), net).unwrap();
+    g.bench_function("whole A2C update (RMSprop)", |bch| {
+        bch.iter(|| l.update(&r, &mut rng).unwrap())
+    });
+    g.finish();
+}
+
+/// The decomposition choice: nalgebra's symmetric eigendecomposition (what the reference
+/// implementations use, exact Kronecker damping) against our `LDLᵀ` (factored damping), on the
+/// same 33×33 input factor of a 32-wide layer.
+fn bench_decomposition(c: &mut Criterion) {
+    let mut rng = SplitMix(3);
+    let mut a = acktr_core::InputFactor::<32>::new();
+    for _ in 0..64 {
+        let x: [f32; 32] = core::array::from_fn(|_| acktr_core::uniform01(&mut rng) - 0.3);
+        a.add(&x, 1.0 / 64.0);
+    }
+    let mut dense = vec![0.0f32; 33 * 33];
+    a.write_dense(&mut dense);
+    let m = nalgebra::SMatrix::<f32, 33, 33>::from_row_slice(&dense)
+        + nalgebra::SMatrix::<f32, 33, 33>::identity() * 0.1;
+    let mut g = c.benchmark_group("33x33 factor");
+    g.bench_function("nalgebra SymmetricEigen", |b| {
+        b.iter(|| black_box(nalgebra::SymmetricEigen::try_new(black_box(m), 1e-7, 1000)))
+    });
+    g.bench_function("nalgebra Cholesky", |b| {
+        b.iter(|| black_box(black_box(m).cholesky()))
+    });
+    g.bench_function("acktr LDLt (InputFactor::factorize)", |b| {
+        b.iter(|| black_box(&mut a).factorize(0.1).unwrap())
+    });
+    g.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    bench_decomposition(c);
+    bench_size::<32>(c);
+    bench_size::<64>(c);
+}
+
+criterion_group!(name = group; config = Criterion::default().sample_size(30); targets = benches);
+criterion_main!(group);

@@ -24,6 +24,9 @@ pub enum Error {
     UpdateNotPositiveDefinite,
     /// The output buffer is too small for the serialized policy.
     SerializeBufferFull,
+    /// The network or normaliser holds NaN or ±∞, or a normaliser std is not `> 0`: the policy
+    /// file would not load, so none is written.
+    SerializeNonFinite,
     /// The input does not start with the policy-file magic.
     DeserializeBadMagic,
     /// The file's format version is not supported by this build.
@@ -68,6 +71,9 @@ impl core::fmt::Display for Error {
                 f.write_str("damped curvature factor is not positive definite; weights left unchanged")
             }
             Error::SerializeBufferFull => f.write_str("buffer too small for the policy file"),
+            Error::SerializeNonFinite => {
+                f.write_str("policy has NaN or infinite values (or a std <= 0); not written")
+            }
             Error::DeserializeBadMagic => f.write_str("not an acktr policy file (bad magic)"),
             Error::DeserializeUnsupportedVersion(v) => {
                 write!(f, "unsupported policy file version {v}")

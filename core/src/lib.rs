@@ -33,6 +33,7 @@
 mod config;
 mod dense;
 mod error;
+mod format;
 mod head;
 mod kfac;
 mod learner;
@@ -46,6 +47,10 @@ pub mod trust_region;
 pub use config::{Config, Optimizer};
 pub use dense::{Activation, Dense};
 pub use error::Error;
+pub use format::{
+    encoded_len, file_len, read_header, read_policy, read_policy_into, write_policy, ObsNorm,
+    PolicyHeader, MAGIC, MAX_HIDDEN_LAYERS, VERSION,
+};
 pub use head::{log_softmax, standard_normal, uniform01, HeadKind};
 pub use kfac::{damping_split, precondition, Curvature, InputFactor, OutputFactor};
 pub use learner::{Learner, UpdateStats};

@@ -1,6 +1,7 @@
 //! Backprop gradients of the actor-critic loss against central finite differences of a loss
 //! computed independently from forward passes only, and the learner's step against its
 //! definitions (trust region, momentum, error paths).
+#![allow(clippy::needless_range_loop)]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! K-FAC preconditioning against the explicitly built damped Kronecker system, solved in f64 by
 //! nalgebra: `((Ā + π√λ I) ⊗ (S + √λ/π I)) vec(V) = vec(G)` with `vec` column-stacking the
 //! `O×(I+1)` matrix `G = [∇W | ∇b]`. Tolerance 1e-4 relative (f32 arithmetic in the core).
+#![allow(clippy::needless_range_loop)]
 
 mod common;
 

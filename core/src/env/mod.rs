@@ -2,6 +2,44 @@
 //!
 //! Every environment implements [`Env`]: `reset` (optionally reseeding, as Gymnasium's
 //! `reset(seed=…)`), then `step` until `terminated` or `truncated`.
+//!
+//! | Environment | Gymnasium id | `OBS` | Actions | Time limit |
+//! |---|---|---|---|---|
+//! | `CartPole` | `CartPole-v1` | 4 | `Discrete(2)` | 500 |
+//! | `Pendulum` | `Pendulum-v1` | 3 | `Continuous { dim: 1, low: -2, high: 2 }` | 200 |
+//! | `Acrobot` | `Acrobot-v1` | 6 | `Discrete(3)` | 500 |
+//! | `MountainCarContinuous` | `MountainCarContinuous-v0` | 2 | `Continuous { dim: 1, low: -1, high: 1 }` | 999 |
+//!
+//! Seeding is numpy's ([`Pcg64`] = `np.random.default_rng(seed)`), so `reset(Some(seed))`
+//! gives Gymnasium's initial state for the same seed. The arithmetic follows Gymnasium's
+//! source operation by operation (including numpy's float32/float64 promotion rules); only the
+//! last bit of `sin`/`cos`/`pow` depends on the C library, which is why every environment is
+//! generic over [`Math`] (default: the portable [`LibmMath`]). `docs/environments.md` says
+//! what is bit-exact and how the recordings that prove it were made.
+
+// The trait, numpy's generator and the maths are always there; the environments themselves
+// come with the `envs` feature (on by default).
+#[cfg(feature = "envs")]
+mod acrobot;
+#[cfg(feature = "envs")]
+mod cartpole;
+pub mod math;
+#[cfg(feature = "envs")]
+mod mountain_car;
+#[cfg(feature = "envs")]
+mod pendulum;
+pub mod seeding;
+
+#[cfg(feature = "envs")]
+pub use acrobot::Acrobot;
+#[cfg(feature = "envs")]
+pub use cartpole::{CartPole, CartPoleParams};
+pub use math::{LibmMath, Math};
+#[cfg(feature = "envs")]
+pub use mountain_car::{MountainCarContinuous, MountainCarState};
+#[cfg(feature = "envs")]
+pub use pendulum::{Pendulum, PendulumParams};
+pub use seeding::Pcg64;
 
 /// What an action is for an environment.
 #[derive(Clone, Copy, Debug, PartialEq)]
