@@ -5,35 +5,19 @@
 
 use std::hint::black_box;
 
+use acktr_core::env::Pcg64;
 use acktr_core::{
     Activation, ActorCritic, Backward, Config, Curvature, Ending, Forward, HeadKind, Learner,
     Rollout, Step,
 };
 use criterion::{criterion_group, criterion_main, Criterion};
 
-struct SplitMix(u64);
-impl rand_core::RngCore for SplitMix {
-    fn next_u32(&mut self) -> u32 {
-        (self.next_u64() >> 32) as u32
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn fill_bytes(&mut self, d: &mut [u8]) {
-        d.iter_mut().for_each(|b| *b = self.next_u32() as u8);
-    }
-}
-
 const B: usize = 32;
 
-fn rollout(rng: &mut SplitMix) -> Rollout<4, 2, 1, B> {
+fn rollout(rng: &mut Pcg64) -> Rollout<4, 2, 1, B> {
     let mut r = Rollout::new();
     for t in 0..B {
-        let u = |rng: &mut SplitMix| acktr_core::uniform01(rng) * 2.0 - 1.0;
+        let u = |rng: &mut Pcg64| acktr_core::uniform01(rng) * 2.0 - 1.0;
         let obs = [u(rng), u(rng), u(rng), u(rng)];
         let mut s = Step::new(
             obs,
@@ -50,7 +34,7 @@ fn rollout(rng: &mut SplitMix) -> Rollout<4, 2, 1, B> {
 }
 
 fn bench_size<const H: usize>(c: &mut Criterion) {
-    let mut rng = SplitMix(7);
+    let mut rng = Pcg64::from_seed(7);
     let net = ActorCritic::<4, H, 2, 1>::new(Activation::Tanh, HeadKind::Categorical, &mut rng);
     let r = rollout(&mut rng);
     let mut g = c.benchmark_group(format!("4-{H}-{H}"));
@@ -106,7 +90,7 @@ fn bench_size<const H: usize>(c: &mut Criterion) {
 /// implementations use, exact Kronecker damping) against our `LDLᵀ` (factored damping), on the
 /// same 33×33 input factor of a 32-wide layer.
 fn bench_decomposition(c: &mut Criterion) {
-    let mut rng = SplitMix(3);
+    let mut rng = Pcg64::from_seed(3);
     let mut a = acktr_core::InputFactor::<32>::new();
     for _ in 0..64 {
         let x: [f32; 32] = core::array::from_fn(|_| acktr_core::uniform01(&mut rng) - 0.3);

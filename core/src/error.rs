@@ -22,6 +22,8 @@ pub enum Error {
     UpdateNonFiniteCurvature,
     /// A damped factor was not numerically positive definite; weights untouched.
     UpdateNotPositiveDefinite,
+    /// The parameters handed to the writer do not match the architecture it was given.
+    SerializeShapeMismatch,
     /// The output buffer is too small for the serialized policy.
     SerializeBufferFull,
     /// The network or normaliser holds NaN or ±∞, or a normaliser std is not `> 0`: the policy
@@ -69,6 +71,9 @@ impl core::fmt::Display for Error {
             }
             Error::UpdateNotPositiveDefinite => {
                 f.write_str("damped curvature factor is not positive definite; weights left unchanged")
+            }
+            Error::SerializeShapeMismatch => {
+                f.write_str("policy parameters do not match the architecture being written")
             }
             Error::SerializeBufferFull => f.write_str("buffer too small for the policy file"),
             Error::SerializeNonFinite => {

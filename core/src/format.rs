@@ -213,10 +213,95 @@ pub fn write_policy<const OBS: usize, const H: usize, const P: usize, const T: u
 ) -> Result<usize, Error> {
     #[allow(clippy::let_unit_value)]
     let () = Fits::<OBS, H, P, T>::OK;
-    if !net.is_finite() || norm.is_some_and(|n| !n.is_valid()) {
+    if norm.is_some_and(|n| !n.is_valid()) {
         return Err(Error::SerializeNonFinite);
     }
-    let len = encoded_len(net, norm);
+    let mut hidden = HVec::new();
+    let _ = hidden.push(H as u32); // capacity MAX_HIDDEN_LAYERS ≥ 2
+    let _ = hidden.push(H as u32);
+    let arch = PolicyArch {
+        obs_dim: OBS as u32,
+        hidden,
+        trunks: T as u32,
+        activation: net.activation,
+        head: net.head,
+        actions: P as u32,
+        normalized: norm.is_some(),
+    };
+    let mut parts: HVec<&[f32], { 4 * 2 + 5 }> = HVec::new();
+    for t in net.trunks.iter() {
+        for p in [
+            t.l1.w.as_flattened(),
+            &t.l1.b,
+            t.l2.w.as_flattened(),
+            &t.l2.b,
+        ] {
+            let _ = parts.push(p); // capacity 4·T + 5 with T ≤ 2
+        }
+    }
+    for p in [
+        net.pi.w.as_flattened(),
+        &net.pi.b,
+        net.v.w.as_flattened(),
+        &net.v.b,
+    ] {
+        let _ = parts.push(p);
+    }
+    if net.head == HeadKind::Gaussian {
+        let _ = parts.push(&net.log_std);
+    }
+    write_policy_parts(&arch, &parts, norm.map(|n| (&n.mean[..], &n.std[..])), out)
+}
+
+/// Write a policy whose sizes are known only at run time: `arch` describes it, `parts` are its
+/// parameters in file order (trunk by trunk, layer by layer, `W` row-major then `b`; then
+/// `W_π`, `b_π`, `W_v`, `b_v`; then the log-std for a Gaussian head), `norm` the optional
+/// normaliser `(mean, std)`. Returns the bytes written.
+///
+/// # Errors
+/// [`Error::SerializeShapeMismatch`] if the parts do not add up to what `arch` implies,
+/// [`Error::SerializeNonFinite`] for NaN/±∞ values or a non-positive std,
+/// [`Error::SerializeBufferFull`] if `out` is too small.
+pub fn write_policy_parts(
+    arch: &PolicyArch,
+    parts: &[&[f32]],
+    norm: Option<(&[f32], &[f32])>,
+    out: &mut [u8],
+) -> Result<usize, Error> {
+    let (params, floats) = counts(arch).ok_or(Error::SerializeShapeMismatch)?;
+    let given: u64 = parts.iter().map(|p| p.len() as u64).sum();
+    let norm_ok = match norm {
+        Some((m, sd)) => {
+            arch.normalized && m.len() == arch.obs_dim as usize && sd.len() == arch.obs_dim as usize
+        }
+        None => !arch.normalized,
+    };
+    if given != params
+        || !norm_ok
+        || arch.hidden.is_empty()
+        || arch.obs_dim == 0
+        || arch.actions == 0
+    {
+        return Err(Error::SerializeShapeMismatch);
+    }
+    if !(arch.trunks == 1 || arch.trunks == 2) {
+        return Err(Error::SerializeShapeMismatch);
+    }
+    let finite = parts.iter().all(|p| p.iter().all(|v| v.is_finite()));
+    let norm_valid = norm.is_none_or(|(m, sd)| {
+        m.iter().all(|v| v.is_finite()) && sd.iter().all(|v| v.is_finite() && *v > 0.0)
+    });
+    if !finite || !norm_valid {
+        return Err(Error::SerializeNonFinite);
+    }
+    let mut header = [0u8; MAX_HEADER_LEN];
+    let mut hw = Writer {
+        buf: &mut header,
+        pos: 0,
+    };
+    encode_header(&mut hw, arch)?;
+    let header_len = hw.pos;
+    let len = PREFIX_LEN + header_len + 4 * floats as usize + CRC_LEN;
     let body_len =
         u32::try_from(len - PREFIX_LEN - CRC_LEN).map_err(|_| Error::SerializeBufferFull)?;
     let out = out.get_mut(..len).ok_or(Error::SerializeBufferFull)?;
@@ -224,41 +309,32 @@ pub fn write_policy<const OBS: usize, const H: usize, const P: usize, const T: u
     w.bytes(&MAGIC)?;
     w.bytes(&VERSION.to_le_bytes())?;
     w.bytes(&body_len.to_le_bytes())?;
-    let mut hidden = HVec::new();
-    let _ = hidden.push(H as u32); // capacity MAX_HIDDEN_LAYERS ≥ 2
-    let _ = hidden.push(H as u32);
-    encode_header(
-        &mut w,
-        &Arch {
-            obs_dim: OBS as u32,
-            hidden,
-            trunks: T as u32,
-            activation: net.activation,
-            head: net.head,
-            actions: P as u32,
-            normalized: norm.is_some(),
-        },
-    )?;
-    if let Some(n) = norm {
-        w.f32s(&n.mean)?;
-        w.f32s(&n.std)?;
+    w.bytes(&header[..header_len])?;
+    if let Some((m, sd)) = norm {
+        w.f32s(m)?;
+        w.f32s(sd)?;
     }
-    for t in net.trunks.iter() {
-        w.f32s(t.l1.w.as_flattened())?;
-        w.f32s(&t.l1.b)?;
-        w.f32s(t.l2.w.as_flattened())?;
-        w.f32s(&t.l2.b)?;
-    }
-    w.f32s(net.pi.w.as_flattened())?;
-    w.f32s(&net.pi.b)?;
-    w.f32s(net.v.w.as_flattened())?;
-    w.f32s(&net.v.b)?;
-    if net.head == HeadKind::Gaussian {
-        w.f32s(&net.log_std)?;
+    for p in parts {
+        w.f32s(p)?;
     }
     let crc = crc32c(w.buf.get(..w.pos).ok_or(Error::SerializeBufferFull)?);
     w.bytes(&crc.to_le_bytes())?;
     Ok(w.pos)
+}
+
+/// Bytes [`write_policy_parts`] writes for `arch`; `None` if the sizes overflow.
+pub fn encoded_len_parts(arch: &PolicyArch) -> Option<usize> {
+    let (_, floats) = counts(arch)?;
+    let mut header = [0u8; MAX_HEADER_LEN];
+    let mut hw = Writer {
+        buf: &mut header,
+        pos: 0,
+    };
+    encode_header(&mut hw, arch).ok()?;
+    usize::try_from(floats)
+        .ok()?
+        .checked_mul(4)?
+        .checked_add(PREFIX_LEN + hw.pos + CRC_LEN)
 }
 
 /// Total length of the policy file that starts with `prefix`, read from its first 10 bytes
@@ -386,16 +462,27 @@ fn expect(what: &'static str, expected: usize, found: u32) -> Result<(), Error> 
     }
 }
 
-/// The header fields, as encoded.
-struct Arch {
-    obs_dim: u32,
-    hidden: HVec<u32, MAX_HIDDEN_LAYERS>,
-    trunks: u32,
-    activation: Activation,
-    head: HeadKind,
-    actions: u32,
-    normalized: bool,
+/// The architecture a file describes (its header fields), for writers whose sizes are only
+/// known at run time (the host trainer); see [`write_policy_parts`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyArch {
+    /// Observation size.
+    pub obs_dim: u32,
+    /// Hidden layer widths, input side first.
+    pub hidden: HVec<u32, MAX_HIDDEN_LAYERS>,
+    /// `1` (shared trunk) or `2` (policy trunk, value trunk).
+    pub trunks: u32,
+    /// Nonlinearity after every hidden layer.
+    pub activation: Activation,
+    /// Policy distribution.
+    pub head: HeadKind,
+    /// Number of actions (categorical) or action dimension (Gaussian).
+    pub actions: u32,
+    /// Whether an observation normaliser follows the header.
+    pub normalized: bool,
 }
+
+type Arch = PolicyArch;
 
 /// Wire codes: fixed here, independent of the enums' declaration order.
 const fn activation_code(a: Activation) -> u32 {

@@ -62,6 +62,36 @@ fn add_outer_upper<const N: usize>(
     }
 }
 
+/// Rank-`C` update of the upper triangle and diagonal: `M += Σ_c w x_c x_cᵀ`.
+///
+/// Each entry of `M` is loaded and stored once per chunk and receives the `C` products in
+/// sample order, so the result is bit for bit that of `C` calls of [`add_outer_upper`]
+/// (which re-reads and re-writes the whole triangle per sample).
+#[inline]
+fn add_outer_upper_chunk<const N: usize, const C: usize>(
+    m: &mut [[f32; N]; N],
+    diag: &mut [f32; N],
+    xs: &[&[f32; N]; C],
+    w: f32,
+) {
+    for i in 0..N {
+        let wx: [f32; C] = core::array::from_fn(|c| w * xs[c][i]);
+        let mut d = diag[i];
+        for c in 0..C {
+            d += wx[c] * xs[c][i];
+        }
+        diag[i] = d;
+        let row = &mut m[i];
+        for j in i + 1..N {
+            let mut acc = row[j];
+            for c in 0..C {
+                acc += wx[c] * xs[c][j];
+            }
+            row[j] = acc;
+        }
+    }
+}
+
 fn scale_upper<const N: usize>(m: &mut [[f32; N]; N], diag: &mut [f32; N], rho: f32) {
     for i in 0..N {
         diag[i] *= rho;
@@ -125,6 +155,29 @@ impl<const I: usize> InputFactor<I> {
     pub fn add(&mut self, x: &[f32; I], w: f32) {
         add_outer_upper(&mut self.m, &mut self.diag, x, w);
         axpy(w, x, &mut self.mean);
+    }
+
+    /// `Ā += Σ_c w ā_c ā_cᵀ` for the `C` inputs `xs` (a rank-`C` update): the same numbers as
+    /// `C` calls of [`InputFactor::add`] in order, with one pass over the statistics.
+    #[inline]
+    pub fn add_chunk<const C: usize>(&mut self, xs: &[&[f32; I]; C], w: f32) {
+        add_outer_upper_chunk(&mut self.m, &mut self.diag, xs, w);
+        for j in 0..I {
+            let mut acc = self.mean[j];
+            for x in xs {
+                acc += w * x[j];
+            }
+            self.mean[j] = acc;
+        }
+    }
+
+    /// Visit every stored number (statistics and decomposition), in a fixed order.
+    pub fn visit_mut(&mut self, f: &mut impl FnMut(&mut [f32])) {
+        f(self.m.as_flattened_mut());
+        f(&mut self.diag);
+        f(&mut self.mean);
+        f(&mut self.l_last);
+        f(core::slice::from_mut(&mut self.d_last_inv));
     }
 
     /// `tr Ā`.
@@ -219,6 +272,19 @@ impl<const O: usize> OutputFactor<O> {
     #[inline]
     pub fn add(&mut self, g: &[f32; O], w: f32) {
         add_outer_upper(&mut self.m, &mut self.diag, g, w);
+    }
+
+    /// `S += Σ_c w g_c g_cᵀ` for the `C` gradients `gs` (a rank-`C` update): the same numbers
+    /// as `C` calls of [`OutputFactor::add`] in order, with one pass over the statistics.
+    #[inline]
+    pub fn add_chunk<const C: usize>(&mut self, gs: &[&[f32; O]; C], w: f32) {
+        add_outer_upper_chunk(&mut self.m, &mut self.diag, gs, w);
+    }
+
+    /// Visit every stored number (statistics and decomposition), in a fixed order.
+    pub fn visit_mut(&mut self, f: &mut impl FnMut(&mut [f32])) {
+        f(self.m.as_flattened_mut());
+        f(&mut self.diag);
     }
 
     /// `tr S`.
@@ -356,9 +422,62 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Curvature
         }
     }
 
+    /// `Ā` of the observation (read by every trunk's first layer).
+    pub fn a_obs(&self) -> &InputFactor<OBS> {
+        &self.a_obs
+    }
+
+    /// `Ā` of trunk `t`'s first hidden output (its second layer's input).
+    pub fn a_h1(&self, t: usize) -> Option<&InputFactor<H>> {
+        self.a_h1.get(t)
+    }
+
+    /// `Ā` of trunk `t`'s second hidden output (the heads' input).
+    pub fn a_h2(&self, t: usize) -> Option<&InputFactor<H>> {
+        self.a_h2.get(t)
+    }
+
+    /// `S` of trunk `t`'s first (`layer = 0`) or second (`layer = 1`) hidden layer.
+    pub fn s_hidden(&self, t: usize, layer: usize) -> Option<&OutputFactor<H>> {
+        match layer {
+            0 => self.s1.get(t),
+            1 => self.s2.get(t),
+            _ => None,
+        }
+    }
+
+    /// `S` of the policy head.
+    pub fn s_pi(&self) -> &OutputFactor<P> {
+        &self.s_pi
+    }
+
+    /// `S` of the value head.
+    pub fn s_v(&self) -> &OutputFactor<1> {
+        &self.s_v
+    }
+
     /// Whether a decomposition is available for [`Curvature::precondition`].
     pub fn is_factorized(&self) -> bool {
         self.factorized
+    }
+
+    /// Visit every stored number of every factor, in a fixed order (for checkpoints);
+    /// `factorized` is saved and restored separately.
+    pub fn visit_mut(&mut self, mut f: impl FnMut(&mut [f32])) {
+        self.a_obs.visit_mut(&mut f);
+        for t in 0..T {
+            self.a_h1[t].visit_mut(&mut f);
+            self.a_h2[t].visit_mut(&mut f);
+            self.s1[t].visit_mut(&mut f);
+            self.s2[t].visit_mut(&mut f);
+        }
+        self.s_pi.visit_mut(&mut f);
+        self.s_v.visit_mut(&mut f);
+    }
+
+    /// Declare whether the stored decompositions are valid (after restoring a checkpoint).
+    pub fn set_factorized(&mut self, factorized: bool) {
+        self.factorized = factorized;
     }
 
     /// Every factor `F ← ρ F`; the start of a running-average update.
@@ -392,6 +511,28 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Curvature
         }
         self.s_pi.add(&g.gz, w);
         self.s_v.add(&[g.gv], w);
+    }
+
+    /// [`Curvature::observe`] for `C` samples at once, in order (bit for bit the same
+    /// statistics): every factor gets one rank-`C` update, so each stored number is read and
+    /// written once per chunk instead of once per sample. `f[c]` and `g[c]` belong to sample `c`.
+    #[inline]
+    pub fn observe_chunk<const C: usize>(
+        &mut self,
+        f: &[crate::policy::Forward<OBS, H, P, T>; C],
+        g: &[crate::policy::Backward<H, P, T>; C],
+        w: f32,
+    ) {
+        self.a_obs.add_chunk(&core::array::from_fn(|c| &f[c].x), w);
+        for t in 0..T {
+            self.a_h1[t].add_chunk(&core::array::from_fn(|c| &f[c].h1[t]), w);
+            self.a_h2[t].add_chunk(&core::array::from_fn(|c| &f[c].h2[t]), w);
+            self.s1[t].add_chunk(&core::array::from_fn(|c| &g[c].g1[t]), w);
+            self.s2[t].add_chunk(&core::array::from_fn(|c| &g[c].g2[t]), w);
+        }
+        self.s_pi.add_chunk(&core::array::from_fn(|c| &g[c].gz), w);
+        let gv: [[f32; 1]; C] = core::array::from_fn(|c| [g[c].gv]);
+        self.s_v.add_chunk(&core::array::from_fn(|c| &gv[c]), w);
     }
 
     /// All statistics finite.

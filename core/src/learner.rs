@@ -11,10 +11,11 @@
 use rand_core::RngCore;
 
 use crate::config::{Config, Optimizer};
+use crate::dense::Activation;
 use crate::head::{standard_normal, HeadKind};
 use crate::kfac::Curvature;
 use crate::policy::{ActorCritic, Backward, Forward};
-use crate::rollout::Rollout;
+use crate::rollout::{Rollout, Step};
 use crate::{trust_region, Error};
 
 /// What one update did (means over the batch).
@@ -67,6 +68,35 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
         })
     }
 
+    /// A learner with all-zero weights, built at compile time: on a microcontroller this lets a
+    /// `static` hold the learner (tens of KiB) with no stack temporaries. Load weights into
+    /// [`Learner::net`] (e.g. `read_policy_into`) before training; `config` is checked by
+    /// [`Learner::update`].
+    pub const fn zeroed(config: Config, activation: Activation, head: HeadKind) -> Self {
+        Self {
+            config,
+            net: ActorCritic::zeros(activation, head),
+            grad: ActorCritic::zeros(activation, head),
+            velocity: ActorCritic::zeros(activation, head),
+            curvature: Curvature::new(),
+            updates: 0,
+        }
+    }
+
+    /// Start training afresh from the current weights, in place: new settings, zero momentum,
+    /// empty curvature statistics, update count 0.
+    pub fn reset(&mut self, config: Config) -> Result<(), Error> {
+        config.validate()?;
+        self.config = config;
+        self.grad.map_mut(|g| *g = 0.0);
+        self.velocity.map_mut(|u| *u = 0.0);
+        self.curvature
+            .visit_mut(|s| s.iter_mut().for_each(|v| *v = 0.0));
+        self.curvature.set_factorized(false);
+        self.updates = 0;
+        Ok(())
+    }
+
     /// The settings.
     pub fn config(&self) -> &Config {
         &self.config
@@ -82,6 +112,25 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
     /// Completed updates.
     pub fn updates(&self) -> u32 {
         self.updates
+    }
+
+    /// Visit every number of the training state in a fixed order: the policy's parameters,
+    /// the direction buffer, the momentum/RMSprop state, the Kronecker factors. With
+    /// [`Learner::updates`], [`Learner::set_updates`] and the factors' `is_factorized` flag
+    /// this is everything a checkpoint needs.
+    pub fn visit_state_mut(&mut self, mut f: impl FnMut(&mut [f32])) {
+        for net in [&mut self.net, &mut self.grad, &mut self.velocity] {
+            for s in net.param_slices_mut() {
+                f(s);
+            }
+        }
+        self.curvature.visit_mut(f);
+    }
+
+    /// Restore the update counter and whether the factors' decompositions are valid.
+    pub fn set_updates(&mut self, updates: u32, factorized: bool) {
+        self.updates = updates;
+        self.curvature.set_factorized(factorized);
     }
 
     /// The Kronecker factors.
@@ -102,12 +151,23 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
         rollout: &Rollout<OBS, P, E, N>,
         rng: &mut impl RngCore,
     ) -> Result<UpdateStats, Error> {
+        self.update_steps(rollout.steps().as_flattened(), rng)
+    }
+
+    /// [`Learner::update`] from any slice of transitions whose advantages and returns are
+    /// filled (e.g. a host's run-time sized rollout).
+    pub fn update_steps(
+        &mut self,
+        steps: &[Step<OBS, P>],
+        rng: &mut impl RngCore,
+    ) -> Result<UpdateStats, Error> {
         let cfg = self.config;
-        let b = rollout.len() * E;
+        cfg.validate()?;
+        let b = steps.len();
         if b == 0 {
             return Err(Error::UpdateEmptyRollout);
         }
-        if !rollout.is_finite() {
+        if !steps.iter().all(|s| s.is_finite()) {
             return Err(Error::UpdateNonFiniteInput);
         }
         let natural = matches!(cfg.optimizer, Optimizer::Acktr);
@@ -130,7 +190,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
         };
         let mut f = Forward::zeros();
         let mut bw = Backward::zeros();
-        for s in rollout.samples() {
+        for s in steps {
             self.net.forward(&s.obs, &mut f);
             let mut gz = [0.0; P];
             let (logp, ent) = self.net.head.loss_grad(

@@ -48,12 +48,13 @@ pub use config::{Config, Optimizer};
 pub use dense::{Activation, Dense};
 pub use error::Error;
 pub use format::{
-    encoded_len, file_len, read_header, read_policy, read_policy_into, write_policy, ObsNorm,
-    PolicyHeader, MAGIC, MAX_HIDDEN_LAYERS, VERSION,
+    encoded_len, encoded_len_parts, file_len, read_header, read_policy, read_policy_into,
+    write_policy, write_policy_parts, ObsNorm, PolicyArch, PolicyHeader, MAGIC, MAX_HIDDEN_LAYERS,
+    VERSION,
 };
 pub use head::{log_softmax, standard_normal, uniform01, HeadKind};
 pub use kfac::{damping_split, precondition, Curvature, InputFactor, OutputFactor};
 pub use learner::{Learner, UpdateStats};
 pub use policy::{ActorCritic, Backward, Forward, SeparateActorCritic, SharedActorCritic, Trunk};
-pub use rollout::{Ending, Rollout, Step};
+pub use rollout::{Ending, Gae, Rollout, Step};
 pub use runner::{env_action, evaluate, Episode, Runner};

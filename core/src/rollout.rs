@@ -66,7 +66,8 @@ impl<const OBS: usize, const P: usize> Step<OBS, P> {
         }
     }
 
-    fn is_finite(&self) -> bool {
+    /// Every number finite.
+    pub fn is_finite(&self) -> bool {
         let b = match self.end {
             Ending::Truncated { bootstrap } => bootstrap.is_finite(),
             _ => true,
@@ -141,21 +142,12 @@ impl<const OBS: usize, const P: usize, const E: usize, const N: usize> Rollout<O
     /// Fill advantages and returns (GAE(λ), see the module docs), bootstrapping the last step
     /// of environment `e` from `last_values[e] = V(s_{N})`.
     pub fn compute_returns(&mut self, last_values: &[f32; E], gamma: f32, lambda: f32) {
+        let n = self.steps.len();
         for e in 0..E {
-            let mut next_value = last_values[e];
-            let mut gae = 0.0;
-            for t in (0..self.steps.len()).rev() {
+            let mut gae = Gae::new(last_values[e], gamma, lambda);
+            for t in (0..n).rev() {
                 let s = &mut self.steps[t][e];
-                let (next_v, carry) = match s.end {
-                    Ending::Continues => (next_value, 1.0),
-                    Ending::Terminated => (0.0, 0.0),
-                    Ending::Truncated { bootstrap } => (bootstrap, 0.0),
-                };
-                let delta = s.reward + gamma * next_v - s.value;
-                gae = delta + gamma * lambda * carry * gae;
-                s.advantage = gae;
-                s.ret = gae + s.value;
-                next_value = s.value;
+                (s.advantage, s.ret) = gae.step(s.reward, s.value, s.end);
             }
         }
     }
@@ -163,5 +155,51 @@ impl<const OBS: usize, const P: usize, const E: usize, const N: usize> Rollout<O
     /// Every stored number finite.
     pub fn is_finite(&self) -> bool {
         self.samples().all(|s| s.is_finite())
+    }
+}
+
+/// GAE(λ) for one environment, walked backwards in time; the recursion every rollout storage
+/// (this crate's [`Rollout`], the host's tensors) shares.
+///
+/// ```
+/// use acktr_core::{Ending, Gae};
+/// // Two steps, γ = 0.5, λ = 1, bootstrap V = 4 after the last: R_1 = 1 + 0.5·4 = 3,
+/// // R_0 = 1 + 0.5·3 = 2.5.
+/// let mut g = Gae::new(4.0, 0.5, 1.0);
+/// let (_, r1) = g.step(1.0, 0.0, Ending::Continues);
+/// let (_, r0) = g.step(1.0, 0.0, Ending::Continues);
+/// assert_eq!((r1, r0), (3.0, 2.5));
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Gae {
+    next_value: f32,
+    gae: f32,
+    gamma: f32,
+    lambda: f32,
+}
+
+impl Gae {
+    /// Start after the last stored step, whose successor has value `last_value`.
+    pub fn new(last_value: f32, gamma: f32, lambda: f32) -> Self {
+        Self {
+            next_value: last_value,
+            gae: 0.0,
+            gamma,
+            lambda,
+        }
+    }
+
+    /// The previous step (`reward`, `value` = V(s_t), how it ended): returns `(Â_t, R_t)`.
+    #[inline]
+    pub fn step(&mut self, reward: f32, value: f32, end: Ending) -> (f32, f32) {
+        let (next_v, carry) = match end {
+            Ending::Continues => (self.next_value, 1.0),
+            Ending::Terminated => (0.0, 0.0),
+            Ending::Truncated { bootstrap } => (bootstrap, 0.0),
+        };
+        let delta = reward + self.gamma * next_v - value;
+        self.gae = delta + self.gamma * self.lambda * carry * self.gae;
+        self.next_value = value;
+        (self.gae, self.gae + value)
     }
 }

@@ -133,6 +133,16 @@ impl Pcg64 {
         (self.state, self.inc)
     }
 
+    /// Restore a generator from [`Pcg64::raw_state`] (for checkpoints; a buffered 32-bit half
+    /// is not carried over, so the next `next_u32` draws a fresh 64-bit word).
+    pub fn from_raw_state(state: u128, inc: u128) -> Self {
+        Pcg64 {
+            state,
+            inc,
+            buffered_u32: None,
+        }
+    }
+
     #[inline(always)]
     fn step(&mut self) {
         self.state = self.state.wrapping_mul(MULTIPLIER).wrapping_add(self.inc);

@@ -1,0 +1,124 @@
+//! A backend's policy and learner behind one trait: the trainer loop, evaluation and export
+//! are written once; the native backend (acktr-core, fixed sizes) and the libtorch backend
+//! differ only here.
+
+use acktr_core::{Config, Ending, Gae, UpdateStats};
+
+use crate::error::Result;
+
+/// A run-time sized rollout: `steps × envs` samples, time-major.
+#[derive(Clone, Debug, Default)]
+pub struct HostRollout {
+    /// Environments.
+    pub num_envs: usize,
+    /// Flattened observation length.
+    pub obs_len: usize,
+    /// Policy outputs per action (one-hot width, or action dimension).
+    pub act_len: usize,
+    /// Observations.
+    pub obs: Vec<f32>,
+    /// Actions (one-hot for categorical policies).
+    pub actions: Vec<f32>,
+    /// Rewards.
+    pub rewards: Vec<f32>,
+    /// `V(s)` when acting.
+    pub values: Vec<f32>,
+    /// How each step ended.
+    pub ends: Vec<Ending>,
+    /// Filled by [`HostRollout::compute_returns`].
+    pub advantages: Vec<f32>,
+    /// Filled by [`HostRollout::compute_returns`].
+    pub returns: Vec<f32>,
+}
+
+impl HostRollout {
+    /// Empty storage for `num_envs` environments.
+    pub fn new(num_envs: usize, obs_len: usize, act_len: usize) -> Self {
+        Self {
+            num_envs,
+            obs_len,
+            act_len,
+            ..Self::default()
+        }
+    }
+
+    /// Forget all steps.
+    pub fn clear(&mut self) {
+        self.obs.clear();
+        self.actions.clear();
+        self.rewards.clear();
+        self.values.clear();
+        self.ends.clear();
+        self.advantages.clear();
+        self.returns.clear();
+    }
+
+    /// Samples stored.
+    pub fn len(&self) -> usize {
+        self.rewards.len()
+    }
+
+    /// No samples.
+    pub fn is_empty(&self) -> bool {
+        self.rewards.is_empty()
+    }
+
+    /// GAE(λ) advantages and returns with the core's recursion ([`Gae`]).
+    pub fn compute_returns(&mut self, last_values: &[f32], gamma: f32, lambda: f32) {
+        let (n, e) = (self.len(), self.num_envs);
+        self.advantages = vec![0.0; n];
+        self.returns = vec![0.0; n];
+        for env in 0..e {
+            let mut gae = Gae::new(last_values[env], gamma, lambda);
+            for i in (env..n).step_by(e).rev() {
+                (self.advantages[i], self.returns[i]) =
+                    gae.step(self.rewards[i], self.values[i], self.ends[i]);
+            }
+        }
+    }
+}
+
+/// A policy with its learner.
+pub trait Agent {
+    /// For `n` observations (`n × obs_len`): actions (`n × act_len`, one-hot for categorical)
+    /// and values.
+    fn act(&mut self, obs: &[f32], n: usize, deterministic: bool) -> Result<(Vec<f32>, Vec<f32>)>;
+    /// `V(s)` for `n` observations.
+    fn values(&mut self, obs: &[f32], n: usize) -> Result<Vec<f32>>;
+    /// One update from a rollout with returns.
+    fn update(&mut self, rollout: &HostRollout) -> Result<UpdateStats>;
+    /// The learner's settings.
+    fn config(&self) -> Config;
+    /// Change the settings (learning-rate schedule).
+    fn set_config(&mut self, config: Config) -> Result<()>;
+    /// Completed updates.
+    fn updates(&self) -> u32;
+    /// Everything needed to resume, as named blobs.
+    fn save(&self) -> Result<Vec<(String, Vec<u8>)>>;
+    /// Restore from [`Agent::save`]'s blobs.
+    fn load(&mut self, blobs: &[(String, Vec<u8>)]) -> Result<()>;
+    /// The policy in acktr-core's file format (MLP policies only).
+    fn export(&self) -> Result<Vec<u8>>;
+    /// Backend and network, for the run's config.
+    fn describe(&self) -> serde_json::Value;
+}
+
+/// `f32`s as little-endian bytes.
+pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Little-endian bytes as `f32`s.
+pub fn bytes_f32(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// Find a named blob.
+pub fn blob<'a>(blobs: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
+    blobs
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, b)| b.as_slice())
+}

@@ -1,0 +1,128 @@
+//! Vectorised environments behind one trait, so every environment source (the core's native
+//! environments, the Gymnasium bridge) plugs into the trainers without touching the algorithm.
+//!
+//! Semantics, the same for every source:
+//! - observations are `f32`, flattened row-major per environment (`num_envs × obs_len`); image
+//!   observations are channel-first `C×H×W`;
+//! - **same-step autoreset**: when environment `i` ends on a step, `obs[i]` is already the first
+//!   observation of its next episode and `final_obs[i]` holds the observation it ended in (the
+//!   trainer bootstraps truncations from it);
+//! - `episodes` reports finished episodes with their *raw* return and length (before any
+//!   reward clipping or normalisation a source applies), as the monitor logs them.
+
+#[cfg(feature = "gymnasium")]
+pub mod gym;
+pub mod native;
+
+use crate::error::{HostError, Result};
+
+/// An action or observation space, as far as the policy heads need it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Space {
+    /// `n` discrete actions: categorical head.
+    Discrete(usize),
+    /// A box of `low.len()` dimensions: Gaussian head (actions are clipped to the bounds by the
+    /// environment).
+    Box {
+        /// Lower bounds.
+        low: Vec<f32>,
+        /// Upper bounds.
+        high: Vec<f32>,
+    },
+}
+
+impl Space {
+    /// Number of policy outputs: actions (discrete) or dimensions (box).
+    pub fn policy_outputs(&self) -> usize {
+        match self {
+            Space::Discrete(n) => *n,
+            Space::Box { low, .. } => low.len(),
+        }
+    }
+}
+
+/// A batch of actions, one per environment.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Actions {
+    /// Indices.
+    Discrete(Vec<usize>),
+    /// `num_envs × dim`, row-major.
+    Continuous(Vec<f32>),
+}
+
+/// A finished episode.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EpisodeInfo {
+    /// Which environment.
+    pub env: usize,
+    /// Raw undiscounted return.
+    pub ret: f64,
+    /// Steps.
+    pub len: u64,
+}
+
+/// The result of one vectorised step.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StepBatch {
+    /// `num_envs × obs_len` observations after the step (reset observations where an episode
+    /// ended).
+    pub obs: Vec<f32>,
+    /// Rewards used for training (after any clipping the source applies).
+    pub rewards: Vec<f32>,
+    /// Ended in a terminal state.
+    pub terminated: Vec<bool>,
+    /// Cut by a time limit.
+    pub truncated: Vec<bool>,
+    /// For environments that ended on this step: the observation they ended in.
+    pub final_obs: Vec<Option<Vec<f32>>>,
+    /// Episodes that finished on this step.
+    pub episodes: Vec<EpisodeInfo>,
+}
+
+/// `num_envs` environments stepped together.
+pub trait VecEnv {
+    /// The environment id (`CartPole-v1`, `ALE/Breakout-v5`, …).
+    fn id(&self) -> &str;
+    /// How many environments.
+    fn num_envs(&self) -> usize;
+    /// Shape of one observation (`[4]`, `[4, 84, 84]`, …).
+    fn obs_shape(&self) -> &[usize];
+    /// The action space.
+    fn action_space(&self) -> &Space;
+    /// Reset every environment; environment `i` is seeded with `seed + i`. Returns the
+    /// observations, `num_envs × obs_len`.
+    fn reset(&mut self, seed: u64) -> Result<Vec<f32>>;
+    /// Step every environment once (same-step autoreset).
+    fn step(&mut self, actions: &Actions) -> Result<StepBatch>;
+    /// A description of the preprocessing the source applies, saved in the run's config.
+    fn describe(&self) -> serde_json::Value {
+        serde_json::json!({ "id": self.id(), "source": "native" })
+    }
+
+    /// Length of one flattened observation.
+    fn obs_len(&self) -> usize {
+        self.obs_shape().iter().product()
+    }
+}
+
+/// Make `num_envs` environments of `id`: the core's native environments first, then (with the
+/// `gymnasium` feature) any registered Gymnasium id.
+pub fn make(id: &str, num_envs: usize) -> Result<Box<dyn VecEnv>> {
+    if num_envs == 0 {
+        return Err(HostError::InvalidSetting(
+            "--num-envs must be at least 1".into(),
+        ));
+    }
+    if let Some(env) = native::make(id, num_envs) {
+        return Ok(env);
+    }
+    #[cfg(feature = "gymnasium")]
+    {
+        gym::make(id, num_envs, &gym::GymOptions::default())
+    }
+    #[cfg(not(feature = "gymnasium"))]
+    Err(HostError::UnknownEnv {
+        id: id.to_string(),
+        known: native::IDS.join(", "),
+    })
+}

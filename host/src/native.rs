@@ -1,0 +1,223 @@
+//! The native backend: training with acktr-core's fixed-size networks — the same `Learner`
+//! that runs on the microcontroller, no second implementation of the algorithm.
+//!
+//! Compile-time sizes meet a run-time CLI through a table of instantiations: every built-in
+//! environment's (observation, action) sizes × hidden widths [`HIDDEN`] × shared/separate
+//! trunks, two equal hidden layers (the paper's 64-64 family). Anything else falls back to the
+//! libtorch backend (or is refused with the list of what is built in).
+
+use acktr_core::env::Pcg64;
+use acktr_core::{Activation, ActorCritic, Config, HeadKind, Learner, Step, UpdateStats};
+use rand_core::SeedableRng;
+
+use crate::agent::{blob, bytes_f32, f32_bytes, Agent, HostRollout};
+use crate::error::{HostError, Result};
+
+/// Hidden widths compiled in.
+pub const HIDDEN: [usize; 5] = [16, 32, 64, 128, 256];
+
+/// A core learner as an [`Agent`].
+pub struct NativeAgent<const OBS: usize, const H: usize, const P: usize, const T: usize> {
+    learner: Box<Learner<OBS, H, P, T>>,
+    rng: Pcg64,
+    steps: Vec<Step<OBS, P>>,
+}
+
+impl<const OBS: usize, const H: usize, const P: usize, const T: usize> NativeAgent<OBS, H, P, T> {
+    /// A fresh policy (core initialisation, seeded).
+    pub fn new(config: Config, activation: Activation, head: HeadKind, seed: u64) -> Result<Self> {
+        let mut rng = Pcg64::seed_from_u64(seed);
+        let net = ActorCritic::<OBS, H, P, T>::new(activation, head, &mut rng);
+        Ok(Self {
+            learner: Box::new(Learner::new(config, net)?),
+            rng,
+            steps: Vec::new(),
+        })
+    }
+
+    /// The core learner (for tests: the backend adds no maths of its own).
+    pub fn learner(&self) -> &Learner<OBS, H, P, T> {
+        &self.learner
+    }
+
+    fn obs_at(obs: &[f32], i: usize) -> Result<[f32; OBS]> {
+        obs.get(i * OBS..(i + 1) * OBS)
+            .and_then(|s| <[f32; OBS]>::try_from(s).ok())
+            .ok_or_else(|| {
+                HostError::InvalidSetting(format!("observation batch is not a multiple of {OBS}"))
+            })
+    }
+}
+
+impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Agent
+    for NativeAgent<OBS, H, P, T>
+{
+    fn act(&mut self, obs: &[f32], n: usize, deterministic: bool) -> Result<(Vec<f32>, Vec<f32>)> {
+        let mut actions = Vec::with_capacity(n * P);
+        let mut values = Vec::with_capacity(n);
+        let net = &self.learner.net;
+        for i in 0..n {
+            let o = Self::obs_at(obs, i)?;
+            if deterministic {
+                actions.extend_from_slice(&net.act_deterministic(&o));
+                values.push(net.value(&o));
+            } else {
+                let (a, v, _) = net.act(&o, &mut self.rng);
+                actions.extend_from_slice(&a);
+                values.push(v);
+            }
+        }
+        Ok((actions, values))
+    }
+
+    fn values(&mut self, obs: &[f32], n: usize) -> Result<Vec<f32>> {
+        (0..n)
+            .map(|i| Ok(self.learner.net.value(&Self::obs_at(obs, i)?)))
+            .collect()
+    }
+
+    fn update(&mut self, r: &HostRollout) -> Result<UpdateStats> {
+        self.steps.clear();
+        for i in 0..r.len() {
+            let mut s = Step::new(
+                Self::obs_at(&r.obs, i)?,
+                <[f32; P]>::try_from(&r.actions[i * P..(i + 1) * P])
+                    .map_err(|_| HostError::InvalidSetting("action width".into()))?,
+                r.rewards[i],
+                r.values[i],
+                r.ends[i],
+            );
+            s.advantage = r.advantages[i];
+            s.ret = r.returns[i];
+            self.steps.push(s);
+        }
+        Ok(self.learner.update_steps(&self.steps, &mut self.rng)?)
+    }
+
+    fn config(&self) -> Config {
+        *self.learner.config()
+    }
+
+    fn set_config(&mut self, config: Config) -> Result<()> {
+        Ok(self.learner.set_config(config)?)
+    }
+
+    fn updates(&self) -> u32 {
+        self.learner.updates()
+    }
+
+    fn save(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut l = self.learner.clone();
+        let mut state = Vec::new();
+        l.visit_state_mut(|s| state.extend_from_slice(s));
+        let (s0, s1) = self.rng.raw_state();
+        let mut meta = Vec::new();
+        meta.extend_from_slice(&l.updates().to_le_bytes());
+        meta.push(l.curvature().is_factorized() as u8);
+        meta.extend_from_slice(&s0.to_le_bytes());
+        meta.extend_from_slice(&s1.to_le_bytes());
+        Ok(vec![
+            ("native.state".into(), f32_bytes(&state)),
+            ("native.meta".into(), meta),
+        ])
+    }
+
+    fn load(&mut self, blobs: &[(String, Vec<u8>)]) -> Result<()> {
+        let bad = |r: &str| {
+            HostError::InvalidSetting(format!("checkpoint does not fit this native network: {r}"))
+        };
+        let state = bytes_f32(blob(blobs, "native.state").ok_or_else(|| bad("no native state"))?);
+        let meta = blob(blobs, "native.meta").ok_or_else(|| bad("no native meta"))?;
+        if meta.len() != 4 + 1 + 32 {
+            return Err(bad("meta length"));
+        }
+        let mut count = 0;
+        let mut l = (*self.learner).clone();
+        l.visit_state_mut(|s| count += s.len());
+        if count != state.len() {
+            return Err(bad(&format!("{} numbers, expected {count}", state.len())));
+        }
+        let mut pos = 0;
+        l.visit_state_mut(|s| {
+            s.copy_from_slice(&state[pos..pos + s.len()]);
+            pos += s.len();
+        });
+        let updates = u32::from_le_bytes([meta[0], meta[1], meta[2], meta[3]]);
+        l.set_updates(updates, meta[4] != 0);
+        let u128_at = |o: usize| {
+            let mut b = [0u8; 16];
+            b.copy_from_slice(&meta[o..o + 16]);
+            u128::from_le_bytes(b)
+        };
+        self.rng = Pcg64::from_raw_state(u128_at(5), u128_at(21));
+        *self.learner = l;
+        Ok(())
+    }
+
+    fn export(&self) -> Result<Vec<u8>> {
+        let net = &self.learner.net;
+        let mut buf = vec![0u8; acktr_core::encoded_len(net, None)];
+        let n = acktr_core::write_policy(net, None, &mut buf)?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    fn describe(&self) -> serde_json::Value {
+        serde_json::json!({
+            "backend": "native",
+            "network": format!("{OBS}-{H}-{H} {}", if T == 1 { "shared trunk" } else { "separate actor/critic trunks" }),
+            "params": ActorCritic::<OBS, H, P, T>::num_params(),
+        })
+    }
+}
+
+/// What a native agent is built for.
+pub struct NativeSpec {
+    /// Observation length.
+    pub obs: usize,
+    /// Policy outputs.
+    pub outputs: usize,
+    /// Two equal hidden widths.
+    pub hidden: usize,
+    /// Separate trunks.
+    pub separate: bool,
+    /// Hidden nonlinearity.
+    pub activation: Activation,
+    /// Head.
+    pub head: HeadKind,
+    /// Learner settings.
+    pub config: Config,
+    /// Seed of the initialisation and the action sampler.
+    pub seed: u64,
+}
+
+macro_rules! sizes {
+    ($spec:expr, $obs:literal, $p:literal; $($h:literal),*) => {
+        match ($spec.hidden, $spec.separate) {
+            $(
+                ($h, false) => Some(Box::new(NativeAgent::<$obs, $h, $p, 1>::new($spec.config, $spec.activation, $spec.head, $spec.seed)?) as Box<dyn Agent>),
+                ($h, true) => Some(Box::new(NativeAgent::<$obs, $h, $p, 2>::new($spec.config, $spec.activation, $spec.head, $spec.seed)?) as Box<dyn Agent>),
+            )*
+            _ => None,
+        }
+    };
+}
+
+/// A native agent if `spec` is one of the compiled instantiations, else `None`.
+pub fn make(spec: &NativeSpec) -> Result<Option<Box<dyn Agent>>> {
+    Ok(match (spec.obs, spec.outputs) {
+        (4, 2) => sizes!(spec, 4, 2; 16, 32, 64, 128, 256), // CartPole-v1
+        (6, 3) => sizes!(spec, 6, 3; 16, 32, 64, 128, 256), // Acrobot-v1
+        (3, 1) => sizes!(spec, 3, 1; 16, 32, 64, 128, 256), // Pendulum-v1
+        (2, 1) => sizes!(spec, 2, 1; 16, 32, 64, 128, 256), // MountainCarContinuous-v0
+        _ => None,
+    })
+}
+
+/// What is built in, for error messages.
+pub fn built_in() -> String {
+    format!(
+        "observation/action sizes 4/2, 6/3, 3/1, 2/1 (CartPole, Acrobot, Pendulum, MountainCarContinuous); two equal hidden layers of {:?}; shared or separate trunks",
+        HIDDEN
+    )
+}

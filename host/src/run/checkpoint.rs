@@ -1,0 +1,392 @@
+//! Checkpoints: a small container file, replaced atomically so that a killed run never leaves
+//! a half-written checkpoint as the latest.
+//!
+//! # The `.ackc` container, version 1
+//!
+//! All integers little-endian. A checkpoint is a JSON metadata block (the trainer's counters,
+//! settings, RNG state: whatever it needs to continue) and named binary blobs (weights, K-FAC
+//! factors, optimiser state), in the order given.
+//!
+//! | size | field                                                                     |
+//! |------|---------------------------------------------------------------------------|
+//! | 4    | magic, the ASCII bytes `ACKC` (`41 43 4B 43`)                             |
+//! | 2    | version, `u16` = 1                                                        |
+//! | 4    | `m`: metadata length, `u32`                                               |
+//! | `m`  | metadata: one JSON value, UTF-8                                           |
+//! | 4    | `k`: number of blobs, `u32`                                               |
+//! |      | `k` times: `u32` name length `s`, `s` bytes of name (UTF-8, non-empty, unique), `u64` data length `d`, `d` bytes of data |
+//! | 4    | CRC-32C ([`crc32c`]) of every byte before it, `u32`                       |
+//!
+//! Nothing may follow the CRC. A reader checks, in order: magic (else "not an acktr
+//! checkpoint"), version (else "version N, this build reads 1"), length and CRC (else
+//! "truncated" / "corrupt"), then every length against the bytes left; any failure is a
+//! [`HostError::BadFile`] naming the file and the reason, never a panic.
+//!
+//! # On disk
+//!
+//! [`save`] writes `checkpoint.ackc` in the run folder with [`write_atomic`], after keeping the
+//! previous one as `checkpoint.prev.ackc` (a hard link, so `checkpoint.ackc` exists at every
+//! moment). [`load_latest`] loads `checkpoint.ackc`, or falls back to `checkpoint.prev.ackc`
+//! if the newer one is missing or damaged (disk full, a bad sector, a copy cut short).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::error::{HostError, Result};
+
+/// The latest checkpoint's file name in a run folder.
+pub const FILE_NAME: &str = "checkpoint.ackc";
+/// The previous checkpoint's file name in a run folder.
+pub const PREV_FILE_NAME: &str = "checkpoint.prev.ackc";
+/// The first four bytes of every checkpoint.
+pub const MAGIC: [u8; 4] = *b"ACKC";
+/// The container version this build writes and reads.
+pub const VERSION: u16 = 1;
+
+/// Bytes before the metadata: magic, version, metadata length.
+const PREFIX: usize = 4 + 2 + 4;
+
+/// CRC-32C (Castagnoli): reflected polynomial `0x82F63B78`, initial value and final XOR
+/// `0xFFFFFFFF`, the CRC of iSCSI, TFRecord and the core's policy file.
+/// Check value: `crc32c(b"123456789") == 0xE3069283`.
+pub fn crc32c(bytes: &[u8]) -> u32 {
+    const TABLE: [u32; 256] = {
+        let mut t = [0u32; 256];
+        let mut i = 0;
+        while i < 256 {
+            let mut c = i as u32;
+            let mut k = 0;
+            while k < 8 {
+                c = if c & 1 != 0 {
+                    (c >> 1) ^ 0x82F6_3B78
+                } else {
+                    c >> 1
+                };
+                k += 1;
+            }
+            t[i] = c;
+            i += 1;
+        }
+        t
+    };
+    let mut c = !0u32;
+    for &b in bytes {
+        c = TABLE[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8);
+    }
+    !c
+}
+
+/// A checkpoint: JSON metadata and named binary blobs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpoint {
+    /// Anything the trainer needs to continue: counters, settings, RNG state.
+    pub meta: serde_json::Value,
+    /// `(name, bytes)` in file order; names are non-empty and unique.
+    pub blobs: Vec<(String, Vec<u8>)>,
+}
+
+impl Checkpoint {
+    /// A checkpoint with `meta` and no blobs.
+    pub fn new(meta: serde_json::Value) -> Checkpoint {
+        Checkpoint {
+            meta,
+            blobs: Vec::new(),
+        }
+    }
+
+    /// Add a blob (builder style).
+    pub fn with_blob(mut self, name: impl Into<String>, bytes: Vec<u8>) -> Checkpoint {
+        self.blobs.push((name.into(), bytes));
+        self
+    }
+
+    /// The blob called `name`.
+    pub fn blob(&self, name: &str) -> Option<&[u8]> {
+        self.blobs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, b)| b.as_slice())
+    }
+
+    /// Encode as the `.ackc` container (see the [module docs](self)). Fails with
+    /// [`HostError::InvalidSetting`] on an empty or repeated blob name, or on metadata or a
+    /// name longer than `u32::MAX` bytes.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let meta = serde_json::to_vec(&self.meta)
+            .map_err(|e| HostError::InvalidSetting(format!("checkpoint metadata: {e}")))?;
+        let len32 = |n: usize, what: &str| {
+            u32::try_from(n).map_err(|_| {
+                HostError::InvalidSetting(format!("checkpoint {what} is longer than 4 GiB"))
+            })
+        };
+        let total = PREFIX
+            + meta.len()
+            + 4
+            + self
+                .blobs
+                .iter()
+                .map(|(n, b)| 12 + n.len() + b.len())
+                .sum::<usize>()
+            + 4;
+        let mut out = Vec::with_capacity(total);
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.extend_from_slice(&len32(meta.len(), "metadata")?.to_le_bytes());
+        out.extend_from_slice(&meta);
+        out.extend_from_slice(&len32(self.blobs.len(), "blob count")?.to_le_bytes());
+        for (i, (name, data)) in self.blobs.iter().enumerate() {
+            if name.is_empty() {
+                return Err(HostError::InvalidSetting(
+                    "checkpoint blob with an empty name".into(),
+                ));
+            }
+            if self.blobs[..i].iter().any(|(n, _)| n == name) {
+                return Err(HostError::InvalidSetting(format!(
+                    "checkpoint blob `{name}` given twice"
+                )));
+            }
+            out.extend_from_slice(&len32(name.len(), "blob name")?.to_le_bytes());
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(&(data.len() as u64).to_le_bytes());
+            out.extend_from_slice(data);
+        }
+        let crc = crc32c(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        Ok(out)
+    }
+
+    /// Decode a `.ackc` container; `path` only names the file in errors. Every malformed
+    /// input (foreign, newer version, truncated, corrupt, trailing bytes, bad lengths, bad
+    /// UTF-8 or JSON, empty or repeated names) is a [`HostError::BadFile`].
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Checkpoint> {
+        let bad = |reason: String| HostError::BadFile {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if bytes.len() < MAGIC.len() || bytes[..4] != MAGIC {
+            return Err(bad(format!(
+                "not an acktr checkpoint (expected the magic `ACKC`, found {:02x?})",
+                &bytes[..bytes.len().min(4)]
+            )));
+        }
+        let mut r = Reader {
+            bytes,
+            pos: 4,
+            path,
+        };
+        let version = u16::from_le_bytes(r.array::<2>("version")?);
+        if version != VERSION {
+            return Err(bad(format!(
+                "checkpoint container version {version}; this build reads version {VERSION}"
+            )));
+        }
+        if bytes.len() < PREFIX + 4 + 4 {
+            return Err(bad(format!(
+                "truncated: {} bytes, a checkpoint has at least {}",
+                bytes.len(),
+                PREFIX + 8
+            )));
+        }
+        let (body, stored) = bytes.split_at(bytes.len() - 4);
+        let stored = u32::from_le_bytes([stored[0], stored[1], stored[2], stored[3]]);
+        let computed = crc32c(body);
+        if stored != computed {
+            return Err(bad(format!(
+                "corrupt or truncated: CRC-32C is {computed:08x}, the file says {stored:08x}"
+            )));
+        }
+        // From here on the CRC matched, so a failure means a writer bug or a forged file.
+        r.bytes = body;
+        let meta_len = u32::from_le_bytes(r.array::<4>("metadata length")?) as usize;
+        let meta = r.take(meta_len, "metadata")?;
+        let meta =
+            serde_json::from_slice(meta).map_err(|e| bad(format!("metadata is not JSON: {e}")))?;
+        let count = u32::from_le_bytes(r.array::<4>("blob count")?);
+        let mut blobs: Vec<(String, Vec<u8>)> = Vec::new();
+        for i in 0..count {
+            let name_len = u32::from_le_bytes(r.array::<4>("blob name length")?) as usize;
+            let name = r.take(name_len, "blob name")?;
+            let name = std::str::from_utf8(name)
+                .map_err(|_| bad(format!("blob {i}: name is not UTF-8")))?;
+            if name.is_empty() || blobs.iter().any(|(n, _)| n == name) {
+                return Err(bad(format!("blob {i}: empty or repeated name `{name}`")));
+            }
+            let data_len = u64::from_le_bytes(r.array::<8>("blob length")?);
+            let data_len = usize::try_from(data_len)
+                .map_err(|_| bad(format!("blob `{name}`: length {data_len} too large")))?;
+            let data = r.take(data_len, "blob data")?;
+            blobs.push((name.to_string(), data.to_vec()));
+        }
+        if r.pos != body.len() {
+            return Err(bad(format!(
+                "{} unexpected bytes before the CRC",
+                body.len() - r.pos
+            )));
+        }
+        Ok(Checkpoint { meta, blobs })
+    }
+}
+
+/// A bounds-checked cursor over a checkpoint's bytes.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    path: &'a Path,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len());
+        match end {
+            Some(end) => {
+                let s = &self.bytes[self.pos..end];
+                self.pos = end;
+                Ok(s)
+            }
+            None => Err(HostError::BadFile {
+                path: self.path.to_path_buf(),
+                reason: format!(
+                    "truncated: {what} needs {n} bytes at offset {}, {} left",
+                    self.pos,
+                    self.bytes.len().saturating_sub(self.pos)
+                ),
+            }),
+        }
+    }
+
+    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N]> {
+        let s = self.take(N, what)?;
+        let mut a = [0u8; N];
+        a.copy_from_slice(s);
+        Ok(a)
+    }
+}
+
+/// The temporary file [`write_atomic`] uses for `path`: `.<file name>.tmp` in the same folder.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp"))
+}
+
+/// Replace `path` with `bytes` so that, whenever the process dies, `path` holds either its
+/// old content or all of `bytes`: write [`temp_path`] in the same folder, `fsync` it, rename
+/// it over `path`, `fsync` the folder (on Unix). One writer per `path` at a time.
+pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
+    let path = path.as_ref();
+    let tmp = temp_path(path);
+    let mut file = File::create(&tmp).map_err(|e| HostError::io(&tmp, e))?;
+    file.write_all(bytes).map_err(|e| HostError::io(&tmp, e))?;
+    file.sync_all().map_err(|e| HostError::io(&tmp, e))?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(|e| HostError::io(path, e))?;
+    sync_dir(path)
+}
+
+/// `fsync` the folder holding `path`, so a rename in it survives a power cut.
+fn sync_dir(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let handle = File::open(dir).map_err(|e| HostError::io(dir, e))?;
+        handle.sync_all().map_err(|e| HostError::io(dir, e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// Save `ckpt` as `dir/checkpoint.ackc`, keeping the one it replaces as
+/// `dir/checkpoint.prev.ackc`; returns the path written.
+///
+/// Steps: encode; hard-link the current `checkpoint.ackc` to `.checkpoint.prev.ackc.tmp` and
+/// rename that over `checkpoint.prev.ackc` (a copy where hard links are not supported);
+/// [`write_atomic`] the new bytes to `checkpoint.ackc`. A crash at any point leaves
+/// `checkpoint.ackc` complete (old or new) and loadable.
+pub fn save(dir: impl AsRef<Path>, ckpt: &Checkpoint) -> Result<PathBuf> {
+    let dir = dir.as_ref();
+    let bytes = ckpt.to_bytes()?;
+    let latest = dir.join(FILE_NAME);
+    let prev = dir.join(PREV_FILE_NAME);
+    if latest.exists() {
+        let prev_tmp = temp_path(&prev);
+        match fs::remove_file(&prev_tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(HostError::io(&prev_tmp, e)),
+        }
+        if fs::hard_link(&latest, &prev_tmp).is_err() {
+            fs::copy(&latest, &prev_tmp).map_err(|e| HostError::io(&prev_tmp, e))?;
+            OpenOptions::new()
+                .write(true)
+                .open(&prev_tmp)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| HostError::io(&prev_tmp, e))?;
+        }
+        fs::rename(&prev_tmp, &prev).map_err(|e| HostError::io(&prev, e))?;
+    }
+    write_atomic(&latest, &bytes)?;
+    Ok(latest)
+}
+
+/// Read and decode one checkpoint file.
+pub fn load(path: impl AsRef<Path>) -> Result<Checkpoint> {
+    let path = path.as_ref();
+    let bytes = fs::read(path).map_err(|e| HostError::io(path, e))?;
+    Checkpoint::from_bytes(&bytes, path)
+}
+
+/// What [`load_latest`] found.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The checkpoint.
+    pub checkpoint: Checkpoint,
+    /// The file it came from (`checkpoint.ackc`, or `checkpoint.prev.ackc` after a fallback).
+    pub path: PathBuf,
+    /// Why the newer `checkpoint.ackc` was not used, when the previous one was loaded instead;
+    /// the CLI should print it as a warning.
+    pub skipped: Option<HostError>,
+}
+
+/// The newest checkpoint in `dir` that loads: `checkpoint.ackc`, else `checkpoint.prev.ackc`.
+/// `Ok(None)` if neither exists; the error of `checkpoint.ackc` if both exist and neither
+/// loads. Leftover temporary files are ignored.
+pub fn load_latest(dir: impl AsRef<Path>) -> Result<Option<Loaded>> {
+    let dir = dir.as_ref();
+    let latest = dir.join(FILE_NAME);
+    let prev = dir.join(PREV_FILE_NAME);
+    let newer = if latest.exists() {
+        match load(&latest) {
+            Ok(checkpoint) => {
+                return Ok(Some(Loaded {
+                    checkpoint,
+                    path: latest,
+                    skipped: None,
+                }))
+            }
+            Err(e) => Some(e),
+        }
+    } else {
+        None
+    };
+    if !prev.exists() {
+        return match newer {
+            Some(e) => Err(e),
+            None => Ok(None),
+        };
+    }
+    match load(&prev) {
+        Ok(checkpoint) => Ok(Some(Loaded {
+            checkpoint,
+            path: prev,
+            skipped: newer,
+        })),
+        Err(e) => Err(newer.unwrap_or(e)),
+    }
+}

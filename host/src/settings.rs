@@ -1,0 +1,400 @@
+//! The trainer's settings: one clap struct (its doc lines are `acktr train --help`), resolved
+//! against per-environment presets (like rl-zoo's) into a fully explicit [`Settings`] that
+//! every run saves next to its logs.
+
+use std::path::PathBuf;
+
+use acktr_core::{Activation, Config};
+use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{HostError, Result};
+
+/// The learning algorithm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+pub enum Algo {
+    /// K-FAC natural gradient with a trust region.
+    Acktr,
+    /// First-order baseline: RMSprop on the same loss and rollout.
+    A2c,
+}
+
+/// Which implementation trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+pub enum Backend {
+    /// Native for MLP policies on CPU when their sizes are compiled in, libtorch otherwise.
+    Auto,
+    /// acktr-core's fixed-size networks (the microcontroller's code), no libtorch.
+    Native,
+    /// libtorch through tch (conv nets, any size, CUDA).
+    Tch,
+}
+
+/// Compute device for the libtorch backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+pub enum DeviceArg {
+    /// CUDA when available, else CPU.
+    Auto,
+    /// CPU.
+    Cpu,
+    /// CUDA (error if unavailable).
+    Cuda,
+}
+
+/// Network family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+pub enum ArchArg {
+    /// Fully connected (`--hidden`, `--separate`, `--activation`).
+    Mlp,
+    /// MinAtar conv net (conv 16×3×3 → fc 128).
+    Minatar,
+    /// Nature DQN CNN (84×84×4 Atari frames).
+    Nature,
+}
+
+/// Hidden nonlinearity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+pub enum ActivationArg {
+    /// tanh.
+    Tanh,
+    /// ReLU.
+    Relu,
+}
+
+/// Learning-rate (`η_max`) schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+pub enum Schedule {
+    /// Constant.
+    Constant,
+    /// Linear decay to zero over `--total-steps` (the paper's Atari setting).
+    Linear,
+}
+
+/// `acktr train`: every option left out comes from the environment's preset.
+#[derive(Args, Clone, Debug, Serialize, Deserialize)]
+pub struct TrainArgs {
+    /// Environment id, Gymnasium naming (CartPole-v1, Pendulum-v1, Acrobot-v1,
+    /// MountainCarContinuous-v0 natively; ALE/Breakout-v5, MinAtar/Breakout-v1, Hopper-v5, … through
+    /// Gymnasium when built with the `gymnasium` feature).
+    #[arg(long, default_value = "CartPole-v1")]
+    pub env: String,
+    /// Algorithm.
+    #[arg(long, value_enum, default_value_t = Algo::Acktr)]
+    pub algo: Algo,
+    /// Implementation: auto picks native for compiled-in MLP sizes on CPU, else tch.
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    pub backend: Backend,
+    /// Parallel environments.
+    #[arg(long)]
+    pub num_envs: Option<usize>,
+    /// Steps per environment per update (the k of k-step returns).
+    #[arg(long)]
+    pub num_steps: Option<usize>,
+    /// Total environment steps.
+    #[arg(long)]
+    pub total_steps: Option<u64>,
+    /// Seed of environments, initialisation and sampling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Device for the tch backend.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
+    /// Run folder (default: runs/<env>-<algo>-s<seed>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in --out from its last checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Network family.
+    #[arg(long, value_enum)]
+    pub arch: Option<ArchArg>,
+    /// Hidden widths of an MLP, comma separated (e.g. 64,64).
+    #[arg(long, value_delimiter = ',')]
+    pub hidden: Option<Vec<usize>>,
+    /// Separate actor and critic trunks (else one shared trunk).
+    #[arg(long)]
+    pub separate: Option<bool>,
+    /// Hidden nonlinearity of an MLP.
+    #[arg(long, value_enum)]
+    pub activation: Option<ActivationArg>,
+    /// η_max: largest step (ACKTR) or learning rate (A2C).
+    #[arg(long)]
+    pub lr: Option<f32>,
+    /// η_max schedule.
+    #[arg(long, value_enum)]
+    pub lr_schedule: Option<Schedule>,
+    /// δ: trust-region KL bound.
+    #[arg(long)]
+    pub kl_clip: Option<f32>,
+    /// λ: Tikhonov damping of the Kronecker factors.
+    #[arg(long)]
+    pub damping: Option<f32>,
+    /// Momentum.
+    #[arg(long)]
+    pub momentum: Option<f32>,
+    /// Running-average decay of the factors.
+    #[arg(long)]
+    pub stat_decay: Option<f32>,
+    /// Recompute the damped inverses every this many updates.
+    #[arg(long)]
+    pub inverse_every: Option<u32>,
+    /// Plain gradient steps before the natural gradient starts.
+    #[arg(long)]
+    pub cold_iters: Option<u32>,
+    /// Entropy bonus coefficient.
+    #[arg(long)]
+    pub ent_coef: Option<f32>,
+    /// Value-loss coefficient.
+    #[arg(long)]
+    pub vf_coef: Option<f32>,
+    /// Discount γ.
+    #[arg(long)]
+    pub gamma: Option<f32>,
+    /// GAE λ (1: k-step returns).
+    #[arg(long)]
+    pub gae_lambda: Option<f32>,
+    /// Gradient-norm clip of first-order and cold steps.
+    #[arg(long)]
+    pub max_grad_norm: Option<f32>,
+    /// L2 weight decay.
+    #[arg(long)]
+    pub weight_decay: Option<f32>,
+    /// Updates between progress lines and log rows.
+    #[arg(long, default_value_t = 10)]
+    pub log_every: u32,
+    /// Env steps between checkpoints (0: only at the end).
+    #[arg(long, default_value_t = 100_000)]
+    pub checkpoint_every: u64,
+    /// Deterministic evaluation episodes at the end.
+    #[arg(long, default_value_t = 20)]
+    pub eval_episodes: u32,
+    /// No progress output.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Everything a run uses, resolved (saved as config.json).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Environment id.
+    pub env: String,
+    /// Algorithm.
+    pub algo: Algo,
+    /// Backend actually used.
+    pub backend: Backend,
+    /// Device actually used (tch), "cpu" for native.
+    pub device: String,
+    /// Parallel environments.
+    pub num_envs: usize,
+    /// Steps per environment per update.
+    pub num_steps: usize,
+    /// Total env steps.
+    pub total_steps: u64,
+    /// Seed.
+    pub seed: u64,
+    /// Network family.
+    pub arch: ArchArg,
+    /// MLP hidden widths.
+    pub hidden: Vec<usize>,
+    /// Separate trunks.
+    pub separate: bool,
+    /// MLP nonlinearity.
+    pub activation: ActivationArg,
+    /// `η_max` schedule.
+    pub lr_schedule: Schedule,
+    /// The learner's settings (acktr-core's `Config`).
+    pub config: Config,
+    /// Checkpoint interval in env steps.
+    pub checkpoint_every: u64,
+    /// Log interval in updates.
+    pub log_every: u32,
+    /// Final evaluation episodes.
+    pub eval_episodes: u32,
+}
+
+impl ActivationArg {
+    /// The core's activation.
+    pub fn core(self) -> Activation {
+        match self {
+            ActivationArg::Tanh => Activation::Tanh,
+            ActivationArg::Relu => Activation::Relu,
+        }
+    }
+}
+
+struct Preset {
+    num_envs: usize,
+    num_steps: usize,
+    total_steps: u64,
+    arch: ArchArg,
+    hidden: Vec<usize>,
+    separate: bool,
+    activation: ActivationArg,
+    schedule: Schedule,
+    acktr: Config,
+    a2c: Config,
+}
+
+fn preset(env: &str) -> Preset {
+    let acktr = Config::default();
+    let a2c = Config::a2c();
+    let mlp = |separate| Preset {
+        num_envs: 16,
+        num_steps: 20,
+        total_steps: 500_000,
+        arch: ArchArg::Mlp,
+        hidden: vec![64, 64],
+        separate,
+        activation: ActivationArg::Tanh,
+        schedule: Schedule::Constant,
+        acktr,
+        a2c,
+    };
+    match env {
+        // Returns up to ~100 make the critic dominate ΔθᵀF̂Δθ at the Atari settings: a wider
+        // trust region and a lighter value loss let the policy move (docs/algorithm.md).
+        "CartPole-v1" | "Acrobot-v1" => Preset {
+            total_steps: 200_000,
+            acktr: Config {
+                kl_clip: 0.01,
+                value_coef: 0.05,
+                ..acktr
+            },
+            a2c: Config {
+                eta_max: 3e-3,
+                ..a2c
+            },
+            ..mlp(false)
+        },
+        "Pendulum-v1" | "MountainCarContinuous-v0" => Preset {
+            total_steps: 307_200,
+            acktr: Config {
+                kl_clip: 0.01,
+                value_coef: 0.05,
+                gae_lambda: 0.95,
+                ..acktr
+            },
+            a2c: Config {
+                eta_max: 3e-3,
+                gae_lambda: 0.95,
+                ..a2c
+            },
+            ..mlp(true)
+        },
+        id if id.starts_with("ALE/") => Preset {
+            num_envs: 32,
+            num_steps: 20,
+            total_steps: 10_000_000,
+            arch: ArchArg::Nature,
+            schedule: Schedule::Linear,
+            ..mlp(false)
+        },
+        id if id.starts_with("MinAtar/") => Preset {
+            num_envs: 16,
+            num_steps: 20,
+            total_steps: 1_000_000,
+            arch: ArchArg::Minatar,
+            activation: ActivationArg::Relu,
+            schedule: Schedule::Linear,
+            ..mlp(false)
+        },
+        // Anything else: the paper's MuJoCo setting (separate 64-64 tanh nets, 2500 steps per
+        // batch, GAE 0.97, KL 0.002, weight decay 3e-4) when continuous; CartPole-like otherwise.
+        _ => Preset {
+            num_envs: 1,
+            num_steps: 2500,
+            total_steps: 1_000_000,
+            acktr: Config {
+                kl_clip: 0.002,
+                gae_lambda: 0.97,
+                weight_decay: 3e-4,
+                value_coef: 0.05,
+                ..acktr
+            },
+            a2c: Config {
+                gae_lambda: 0.97,
+                ..a2c
+            },
+            ..mlp(true)
+        },
+    }
+}
+
+impl TrainArgs {
+    /// Fill every unset option from the preset of `self.env`; checks ranges.
+    pub fn resolve(&self) -> Result<Settings> {
+        let p = preset(&self.env);
+        let base = match self.algo {
+            Algo::Acktr => p.acktr,
+            Algo::A2c => p.a2c,
+        };
+        let config = Config {
+            eta_max: self.lr.unwrap_or(base.eta_max),
+            kl_clip: self.kl_clip.unwrap_or(base.kl_clip),
+            damping: self.damping.unwrap_or(base.damping),
+            momentum: self.momentum.unwrap_or(base.momentum),
+            stat_decay: self.stat_decay.unwrap_or(base.stat_decay),
+            inverse_every: self.inverse_every.unwrap_or(base.inverse_every),
+            cold_iters: self.cold_iters.unwrap_or(base.cold_iters),
+            entropy_coef: self.ent_coef.unwrap_or(base.entropy_coef),
+            value_coef: self.vf_coef.unwrap_or(base.value_coef),
+            gamma: self.gamma.unwrap_or(base.gamma),
+            gae_lambda: self.gae_lambda.unwrap_or(base.gae_lambda),
+            max_grad_norm: self.max_grad_norm.unwrap_or(base.max_grad_norm),
+            weight_decay: self.weight_decay.unwrap_or(base.weight_decay),
+            ..base
+        };
+        config.validate()?;
+        let s = Settings {
+            env: self.env.clone(),
+            algo: self.algo,
+            backend: self.backend,
+            device: "cpu".into(),
+            num_envs: self.num_envs.unwrap_or(p.num_envs),
+            num_steps: self.num_steps.unwrap_or(p.num_steps),
+            total_steps: self.total_steps.unwrap_or(p.total_steps),
+            seed: self.seed,
+            arch: self.arch.unwrap_or(p.arch),
+            hidden: self.hidden.clone().unwrap_or(p.hidden),
+            separate: self.separate.unwrap_or(p.separate),
+            activation: self.activation.unwrap_or(p.activation),
+            lr_schedule: self.lr_schedule.unwrap_or(p.schedule),
+            config,
+            checkpoint_every: self.checkpoint_every,
+            log_every: self.log_every.max(1),
+            eval_episodes: self.eval_episodes,
+        };
+        if s.num_envs == 0 || s.num_steps == 0 {
+            return Err(HostError::InvalidSetting(
+                "--num-envs and --num-steps must be at least 1".into(),
+            ));
+        }
+        if s.num_envs.saturating_mul(s.num_steps) > 10_000_000 {
+            return Err(HostError::InvalidSetting(
+                "a batch of more than 10M samples does not fit in memory".into(),
+            ));
+        }
+        if s.hidden.is_empty() || s.hidden.iter().any(|&h| h == 0 || h > 65_536) {
+            return Err(HostError::InvalidSetting(format!(
+                "--hidden must list widths in 1..=65536, got {:?}",
+                s.hidden
+            )));
+        }
+        Ok(s)
+    }
+
+    /// The run folder.
+    pub fn out_dir(&self) -> PathBuf {
+        self.out.clone().unwrap_or_else(|| {
+            let algo = match self.algo {
+                Algo::Acktr => "acktr",
+                Algo::A2c => "a2c",
+            };
+            PathBuf::from("runs").join(format!(
+                "{}-{algo}-s{}",
+                self.env.replace('/', "_"),
+                self.seed
+            ))
+        })
+    }
+}

@@ -1,0 +1,262 @@
+//! The libtorch backend as an [`Agent`].
+
+use acktr_core::{Config, HeadKind, PolicyArch, UpdateStats};
+use tch::{Device, Kind, Tensor};
+
+use super::learner::{Batch, FisherNoise, TorchLearner};
+use super::net::{Arch, TorchNet};
+use crate::agent::{blob, bytes_f32, f32_bytes, Agent, HostRollout};
+use crate::error::{HostError, Result};
+
+/// A [`TorchLearner`] as an [`Agent`].
+pub struct TorchAgent {
+    /// The learner.
+    pub learner: TorchLearner,
+    outputs: usize,
+}
+
+fn to_vec(t: &Tensor) -> Result<Vec<f32>> {
+    Vec::<f32>::try_from(
+        t.detach()
+            .to_device(Device::Cpu)
+            .to_kind(Kind::Float)
+            .flatten(0, -1),
+    )
+    .map_err(|e| HostError::InvalidSetting(format!("tensor copy: {e}")))
+}
+
+impl TorchAgent {
+    /// A fresh network on `device`; `tch::manual_seed(seed)` seeds initialisation and sampling.
+    pub fn new(
+        config: Config,
+        arch: Arch,
+        obs_shape: &[usize],
+        head: HeadKind,
+        outputs: usize,
+        device: Device,
+        seed: u64,
+    ) -> Result<Self> {
+        tch::manual_seed(seed as i64);
+        let net = TorchNet::new(arch, obs_shape, head, outputs, device)?;
+        Ok(Self {
+            learner: TorchLearner::new(config, net)?,
+            outputs,
+        })
+    }
+
+    fn obs_tensor(&self, obs: &[f32], n: usize) -> Tensor {
+        let net = &self.learner.net;
+        let mut shape = vec![n as i64];
+        shape.extend_from_slice(&net.obs_shape);
+        Tensor::from_slice(obs)
+            .view(shape.as_slice())
+            .to_device(net.device())
+    }
+}
+
+impl Agent for TorchAgent {
+    fn act(&mut self, obs: &[f32], n: usize, deterministic: bool) -> Result<(Vec<f32>, Vec<f32>)> {
+        let x = self.obs_tensor(obs, n);
+        let net = &self.learner.net;
+        let (a, v) = tch::no_grad(|| {
+            let fw = net.forward(&x);
+            let a = match net.head {
+                HeadKind::Categorical => {
+                    let idx = if deterministic {
+                        fw.z.argmax(-1, true)
+                    } else {
+                        fw.z.softmax(-1, Kind::Float).multinomial(1, true)
+                    };
+                    Tensor::zeros_like(&fw.z).scatter_value(1, &idx, 1.0)
+                }
+                HeadKind::Gaussian => {
+                    if deterministic {
+                        fw.z.shallow_clone()
+                    } else {
+                        &fw.z + fw.z.randn_like() * net.log_std.exp()
+                    }
+                }
+            };
+            (a, fw.v)
+        });
+        Ok((to_vec(&a)?, to_vec(&v)?))
+    }
+
+    fn values(&mut self, obs: &[f32], n: usize) -> Result<Vec<f32>> {
+        let x = self.obs_tensor(obs, n);
+        let v = tch::no_grad(|| self.learner.net.forward(&x).v);
+        to_vec(&v)
+    }
+
+    fn update(&mut self, r: &HostRollout) -> Result<UpdateStats> {
+        let n = r.len();
+        let device = self.learner.net.device();
+        let acts = Tensor::from_slice(&r.actions).view([n as i64, self.outputs as i64]);
+        let actions = match self.learner.net.head {
+            HeadKind::Categorical => acts.argmax(-1, false),
+            HeadKind::Gaussian => acts,
+        };
+        let batch = Batch {
+            obs: self.obs_tensor(&r.obs, n),
+            actions: actions.to_device(device),
+            advantages: Tensor::from_slice(&r.advantages).to_device(device),
+            returns: Tensor::from_slice(&r.returns).to_device(device),
+        };
+        self.learner.update(&batch, FisherNoise::Draw)
+    }
+
+    fn config(&self) -> Config {
+        self.learner.config
+    }
+
+    fn set_config(&mut self, config: Config) -> Result<()> {
+        config.validate()?;
+        self.learner.config = config;
+        Ok(())
+    }
+
+    fn updates(&self) -> u32 {
+        self.learner.updates
+    }
+
+    fn save(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        let l = &self.learner;
+        let mut out = vec![(
+            "torch.updates".to_string(),
+            l.updates.to_le_bytes().to_vec(),
+        )];
+        for (i, p) in l.net.params().iter().enumerate() {
+            out.push((format!("torch.param.{i}"), f32_bytes(&to_vec(p)?)));
+        }
+        for (i, u) in l.velocity.iter().enumerate() {
+            out.push((format!("torch.velocity.{i}"), f32_bytes(&to_vec(u)?)));
+        }
+        for (i, a) in l.kfac.a.iter().enumerate() {
+            if let Some(a) = a {
+                out.push((format!("torch.kfac.a.{i}"), f32_bytes(&to_vec(a)?)));
+            }
+        }
+        for (i, s) in l.kfac.s.iter().enumerate() {
+            if let Some(s) = s {
+                out.push((format!("torch.kfac.s.{i}"), f32_bytes(&to_vec(s)?)));
+            }
+        }
+        Ok(out)
+    }
+
+    fn load(&mut self, blobs: &[(String, Vec<u8>)]) -> Result<()> {
+        let bad = |r: String| {
+            HostError::InvalidSetting(format!("checkpoint does not fit this network: {r}"))
+        };
+        let l = &mut self.learner;
+        let device = l.net.device();
+        let fill = |name: &str, like: &Tensor| -> Result<Tensor> {
+            let v = bytes_f32(blob(blobs, name).ok_or_else(|| bad(format!("missing {name}")))?);
+            if v.len() as i64 != like.numel() as i64 {
+                return Err(bad(format!(
+                    "{name} has {} numbers, expected {}",
+                    v.len(),
+                    like.numel()
+                )));
+            }
+            Ok(Tensor::from_slice(&v)
+                .view(like.size().as_slice())
+                .to_device(device))
+        };
+        let params: Vec<Tensor> = l
+            .net
+            .params()
+            .iter()
+            .enumerate()
+            .map(|(i, p)| fill(&format!("torch.param.{i}"), p))
+            .collect::<Result<_>>()?;
+        let velocity: Vec<Tensor> = l
+            .velocity
+            .iter()
+            .enumerate()
+            .map(|(i, u)| fill(&format!("torch.velocity.{i}"), u))
+            .collect::<Result<_>>()?;
+        let square = |name: String| -> Option<Tensor> {
+            let v = bytes_f32(blob(blobs, &name)?);
+            let n = (v.len() as f64).sqrt() as i64;
+            (n * n == v.len() as i64).then(|| Tensor::from_slice(&v).view([n, n]).to_device(device))
+        };
+        let updates = blob(blobs, "torch.updates")
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(u32::from_le_bytes)
+            .ok_or_else(|| bad("missing update count".into()))?;
+        tch::no_grad(|| {
+            for (p, v) in l.net.params().iter().zip(params.iter()) {
+                p.shallow_clone().copy_(v);
+            }
+        });
+        l.velocity = velocity;
+        l.kfac = super::kfac::TorchKfac::new(&l.net);
+        for i in 0..l.kfac.a.len() {
+            l.kfac.a[i] = square(format!("torch.kfac.a.{i}"));
+        }
+        for i in 0..l.kfac.s.len() {
+            l.kfac.s[i] = square(format!("torch.kfac.s.{i}"));
+        }
+        l.updates = updates;
+        Ok(())
+    }
+
+    fn export(&self) -> Result<Vec<u8>> {
+        let net = &self.learner.net;
+        let Arch::Mlp {
+            hidden,
+            separate,
+            activation,
+        } = &net.arch
+        else {
+            return Err(HostError::InvalidSetting(
+                "only MLP policies can be exported: acktr-core runs dense (MLP) actor-critics; this run uses a conv net".into(),
+            ));
+        };
+        let mut h = heapless::Vec::new();
+        for &w in hidden {
+            h.push(w as u32).map_err(|_| {
+                HostError::InvalidSetting(format!(
+                    "at most {} hidden layers can be exported",
+                    acktr_core::MAX_HIDDEN_LAYERS
+                ))
+            })?;
+        }
+        let arch = PolicyArch {
+            obs_dim: net.obs_shape[0] as u32,
+            hidden: h,
+            trunks: if *separate { 2 } else { 1 },
+            activation: *activation,
+            head: net.head,
+            actions: self.outputs as u32,
+            normalized: false,
+        };
+        let mut parts = Vec::new();
+        for l in &net.layers {
+            parts.push(to_vec(&l.w)?);
+            parts.push(to_vec(&l.b)?);
+        }
+        if net.head == HeadKind::Gaussian {
+            parts.push(to_vec(&net.log_std)?);
+        }
+        let refs: Vec<&[f32]> = parts.iter().map(|p| p.as_slice()).collect();
+        let len = acktr_core::encoded_len_parts(&arch)
+            .ok_or_else(|| HostError::InvalidSetting("network too large to export".into()))?;
+        let mut buf = vec![0u8; len];
+        let n = acktr_core::write_policy_parts(&arch, &refs, None, &mut buf)?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    fn describe(&self) -> serde_json::Value {
+        let net = &self.learner.net;
+        let params: i64 = net.params().iter().map(|p| p.numel() as i64).sum();
+        serde_json::json!({
+            "backend": "tch",
+            "device": format!("{:?}", net.device()),
+            "arch": net.arch,
+            "params": params,
+        })
+    }
+}

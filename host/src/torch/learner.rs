@@ -1,0 +1,277 @@
+//! One update on tensors, step for step the same as `acktr_core::Learner::update` (same
+//! `Config`, losses, sampled Fisher, K-FAC, trust region, momentum, RMSprop), for networks of
+//! any size and for conv nets.
+
+use acktr_core::{Config, HeadKind, Optimizer, UpdateStats};
+use tch::{Kind, Tensor};
+
+use super::kfac::TorchKfac;
+use super::net::TorchNet;
+use crate::error::{HostError, Result};
+
+const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
+
+/// A training batch of `B` samples (flattened `steps × envs`), on the net's device.
+pub struct Batch {
+    /// `[B, obs...]`.
+    pub obs: Tensor,
+    /// `[B]` int64 indices (categorical) or `[B, P]` f32 (Gaussian).
+    pub actions: Tensor,
+    /// `[B]`.
+    pub advantages: Tensor,
+    /// `[B]`.
+    pub returns: Tensor,
+}
+
+/// Where the Fisher samples come from.
+pub enum FisherNoise<'a> {
+    /// Drawn here from libtorch's generator.
+    Draw,
+    /// Given: sampled actions `ã` (`[B]` int64 or, for a Gaussian, the standard normals `ε`
+    /// with `ã = μ + σε`, `[B, P]`) and the critic's `ε` (`[B]`). Used to compare with the core.
+    Given {
+        /// Sampled actions or Gaussian noise.
+        actions: &'a Tensor,
+        /// Critic noise.
+        value_noise: &'a Tensor,
+    },
+}
+
+/// The policy, its optimizer state and its curvature.
+pub struct TorchLearner {
+    /// Settings (the core's).
+    pub config: Config,
+    /// The network.
+    pub net: TorchNet,
+    /// Momentum (ACKTR, SGD) or square averages (RMSprop), one per parameter.
+    pub velocity: Vec<Tensor>,
+    /// K-FAC statistics.
+    pub kfac: TorchKfac,
+    /// Completed updates.
+    pub updates: u32,
+    /// After an update: the step direction per parameter (natural gradient or clipped
+    /// gradient), before `η` and momentum.
+    pub direction: Vec<Tensor>,
+}
+
+fn scalar(t: &Tensor) -> Result<f64> {
+    f64::try_from(t).map_err(|e| HostError::InvalidSetting(format!("tensor to scalar: {e}")))
+}
+
+impl TorchLearner {
+    /// A learner for `net`.
+    pub fn new(config: Config, net: TorchNet) -> Result<Self> {
+        config.validate()?;
+        let velocity = net
+            .params()
+            .iter()
+            .map(|p| p.zeros_like().detach())
+            .collect();
+        let kfac = TorchKfac::new(&net);
+        Ok(Self {
+            config,
+            net,
+            velocity,
+            kfac,
+            updates: 0,
+            direction: Vec::new(),
+        })
+    }
+
+    /// One update; on error the weights are unchanged.
+    pub fn update(&mut self, batch: &Batch, noise: FisherNoise<'_>) -> Result<UpdateStats> {
+        let cfg = self.config;
+        let net = &self.net;
+        let b = batch.obs.size()[0];
+        if b == 0 {
+            return Err(acktr_core::Error::UpdateEmptyRollout.into());
+        }
+        let natural = matches!(cfg.optimizer, Optimizer::Acktr);
+        let cold = natural && self.updates < cfg.cold_iters;
+        let fw = net.forward(&batch.obs);
+
+        // Losses.
+        let (logp, ent, logp_all) = match net.head {
+            HeadKind::Categorical => {
+                let lp = fw.z.log_softmax(-1, Kind::Float);
+                let logp = lp
+                    .gather(1, &batch.actions.unsqueeze(1), false)
+                    .squeeze_dim(1);
+                let ent = -(lp.exp() * &lp).sum_dim_intlist(-1, false, Kind::Float);
+                (logp, ent, Some(lp))
+            }
+            HeadKind::Gaussian => {
+                let e = (&batch.actions - &fw.z) * (-&net.log_std).exp();
+                let logp = (e.square() * -0.5 - &net.log_std - HALF_LN_2PI).sum_dim_intlist(
+                    -1,
+                    false,
+                    Kind::Float,
+                );
+                let ent = (&net.log_std + 0.5 + HALF_LN_2PI)
+                    .sum(Kind::Float)
+                    .expand([b], false);
+                (logp, ent, None)
+            }
+        };
+        let pg_loss = -(&batch.advantages * &logp).mean(Kind::Float);
+        let v_loss = (&batch.returns - &fw.v).square().mean(Kind::Float);
+        let entropy = ent.mean(Kind::Float);
+        let loss = &pg_loss + &v_loss * cfg.value_coef as f64 - &entropy * cfg.entropy_coef as f64;
+        let mut stats = UpdateStats {
+            samples: b as u32,
+            policy_loss: scalar(&pg_loss)? as f32,
+            value_loss: scalar(&v_loss)? as f32,
+            entropy: scalar(&entropy)? as f32,
+            ..UpdateStats::default()
+        };
+        if !(stats.policy_loss.is_finite()
+            && stats.value_loss.is_finite()
+            && stats.entropy.is_finite())
+        {
+            return Err(acktr_core::Error::UpdateNonFiniteGradient.into());
+        }
+
+        // Sampled Fisher → per-sample pre-activation gradients → factor statistics.
+        let params = net.params();
+        if natural {
+            let (fisher_pg, value_noise) = match (&noise, net.head) {
+                (
+                    FisherNoise::Given {
+                        actions,
+                        value_noise,
+                    },
+                    HeadKind::Categorical,
+                ) => {
+                    let lp = logp_all
+                        .as_ref()
+                        .ok_or_else(|| HostError::InvalidSetting("no log-probs".into()))?;
+                    (
+                        -lp.gather(1, &actions.unsqueeze(1), false).sum(Kind::Float),
+                        value_noise.shallow_clone(),
+                    )
+                }
+                (FisherNoise::Draw, HeadKind::Categorical) => {
+                    let lp = logp_all
+                        .as_ref()
+                        .ok_or_else(|| HostError::InvalidSetting("no log-probs".into()))?;
+                    let a = lp.detach().exp().multinomial(1, true);
+                    (
+                        -lp.gather(1, &a, false).sum(Kind::Float),
+                        fw.v.randn_like().detach(),
+                    )
+                }
+                (given_or_draw, HeadKind::Gaussian) => {
+                    let (eps, vn) = match given_or_draw {
+                        FisherNoise::Given {
+                            actions,
+                            value_noise,
+                        } => (actions.shallow_clone(), value_noise.shallow_clone()),
+                        FisherNoise::Draw => {
+                            (fw.z.randn_like().detach(), fw.v.randn_like().detach())
+                        }
+                    };
+                    // −log π(ã) with ã = μ + σε, differentiated with respect to μ only (the
+                    // log-std block is handled in closed form).
+                    let sigma = net.log_std.detach().exp();
+                    let a = fw.z.detach() + &sigma * &eps;
+                    let e = (a - &fw.z) / &sigma;
+                    ((e.square() * 0.5).sum(Kind::Float), vn)
+                }
+            };
+            // Critic: ∂/∂v = −c_f ε per sample, as the core.
+            let fisher_v = -(&fw.v * &value_noise.to_device(fw.v.device())).sum(Kind::Float)
+                * cfg.vf_fisher_coef as f64;
+            let fisher = fisher_pg + fisher_v;
+            let pre: Vec<&Tensor> = fw.pre.iter().collect();
+            let g = Tensor::run_backward(&[&fisher], &pre, true, false);
+            let (a_batch, s_batch) = TorchKfac::batch_stats(net, &fw, &g);
+            let k = self.updates as f64;
+            let rho = (cfg.stat_decay as f64).min(k / (k + 1.0));
+            self.kfac.accumulate(a_batch, s_batch, rho);
+            if !self.kfac.is_finite() {
+                self.kfac.reset();
+                return Err(acktr_core::Error::UpdateNonFiniteCurvature.into());
+            }
+        }
+
+        // Loss gradient.
+        let mut grads = Tensor::run_backward(&[&loss], &params, false, false);
+        // Parameters outside the graph (the categorical head's log-std) get no gradient.
+        for (g, p) in grads.iter_mut().zip(params.iter()) {
+            if !g.defined() {
+                *g = p.zeros_like().detach();
+            }
+        }
+        drop(fw);
+        if cfg.weight_decay != 0.0 {
+            for (g, p) in grads.iter_mut().zip(params.iter()) {
+                *g = &*g + p.detach() * cfg.weight_decay as f64;
+            }
+        }
+        let mut sq = 0.0;
+        for g in &grads {
+            sq += scalar(&g.square().sum(Kind::Double))?;
+        }
+        stats.grad_norm = sq.sqrt() as f32;
+        if !stats.grad_norm.is_finite() {
+            return Err(acktr_core::Error::UpdateNonFiniteGradient.into());
+        }
+
+        let eta = if natural && !cold {
+            let since = self.updates - cfg.cold_iters;
+            if !self.kfac.is_factorized() || since % cfg.inverse_every == 0 {
+                self.kfac.factorize(net, cfg.damping)?;
+            }
+            let mut q = self.kfac.precondition(net, &mut grads)?;
+            if net.head == HeadKind::Gaussian {
+                let last = grads.len() - 1;
+                let v = &grads[last] / (2.0 + cfg.damping as f64);
+                q += scalar(&(&v * &grads[last]).sum(Kind::Double))?;
+                grads[last] = v;
+            }
+            let q = q as f32;
+            let eta = acktr_core::trust_region::step_size(q, cfg.eta_max, cfg.kl_clip)?;
+            stats.natural = true;
+            stats.quadratic_form = q;
+            stats.predicted_kl = 0.5 * eta * eta * q;
+            eta
+        } else {
+            if cfg.max_grad_norm > 0.0 && stats.grad_norm > cfg.max_grad_norm {
+                let c = (cfg.max_grad_norm / stats.grad_norm) as f64;
+                grads.iter_mut().for_each(|g| *g = &*g * c);
+            }
+            if cold {
+                cfg.cold_lr
+            } else {
+                cfg.eta_max
+            }
+        };
+        stats.step_size = eta;
+
+        tch::no_grad(|| {
+            let m = cfg.momentum as f64;
+            let eta = eta as f64;
+            for ((p, d), u) in params
+                .iter()
+                .zip(grads.iter())
+                .zip(self.velocity.iter_mut())
+            {
+                let mut p = p.shallow_clone();
+                match cfg.optimizer {
+                    Optimizer::RmsProp { alpha, eps } => {
+                        *u = &*u * alpha as f64 + d.square() * (1.0 - alpha as f64);
+                        let step = d / (u.sqrt() + eps as f64) * eta;
+                        let _ = p.g_sub_(&step);
+                    }
+                    Optimizer::Acktr | Optimizer::Sgd => {
+                        *u = &*u * m + d * ((1.0 - m) * eta);
+                        let _ = p.g_sub_(&*u);
+                    }
+                }
+            }
+        });
+        self.direction = grads;
+        self.updates += 1;
+        Ok(stats)
+    }
+}

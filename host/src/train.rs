@@ -1,0 +1,524 @@
+//! The training loop, shared by both backends: rollout → returns → update → logs and
+//! checkpoints; plus evaluation and export of a run.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use acktr_core::{Ending, HeadKind};
+
+use crate::agent::{Agent, HostRollout};
+use crate::envs::{self, Actions, Space, VecEnv};
+use crate::error::{HostError, Result};
+use crate::native::{self, NativeSpec};
+use crate::run::checkpoint::Checkpoint;
+use crate::run::RunDir;
+use crate::settings::{ArchArg, Backend, DeviceArg, Settings, TrainArgs};
+
+/// Head and outputs for an action space.
+pub fn head_for(space: &Space) -> (HeadKind, usize) {
+    match space {
+        Space::Discrete(n) => (HeadKind::Categorical, *n),
+        Space::Box { low, .. } => (HeadKind::Gaussian, low.len()),
+    }
+}
+
+/// Build the agent the settings ask for; fills in the backend and device actually used.
+pub fn make_agent(s: &mut Settings, env: &dyn VecEnv, device: DeviceArg) -> Result<Box<dyn Agent>> {
+    let (head, outputs) = head_for(env.action_space());
+    let two_equal = s.hidden.len() == 2 && s.hidden[0] == s.hidden[1];
+    let want_cuda = match device {
+        DeviceArg::Cpu => false,
+        DeviceArg::Cuda => true,
+        DeviceArg::Auto => cuda_available(),
+    };
+    let native_ok = s.arch == ArchArg::Mlp && two_equal && env.obs_shape().len() == 1;
+    let spec = NativeSpec {
+        obs: env.obs_len(),
+        outputs,
+        hidden: s.hidden.first().copied().unwrap_or(0),
+        separate: s.separate,
+        activation: s.activation.core(),
+        head,
+        config: s.config,
+        seed: s.seed,
+    };
+    let try_native = match s.backend {
+        Backend::Native => true,
+        Backend::Auto => native_ok && !want_cuda,
+        Backend::Tch => false,
+    };
+    if try_native {
+        let agent = if native_ok {
+            native::make(&spec)?
+        } else {
+            None
+        };
+        match agent {
+            Some(a) => {
+                s.backend = Backend::Native;
+                s.device = "cpu".into();
+                return Ok(a);
+            }
+            None if s.backend == Backend::Native => {
+                return Err(HostError::InvalidSetting(format!(
+                    "no native network for this run (arch {:?}, hidden {:?}, obs {}, outputs {}); built in: {}",
+                    s.arch, s.hidden, spec.obs, outputs, native::built_in()
+                )))
+            }
+            None => {}
+        }
+    }
+    tch_agent(s, env, head, outputs, want_cuda)
+}
+
+#[cfg(feature = "torch")]
+fn cuda_available() -> bool {
+    tch::Cuda::is_available()
+}
+
+#[cfg(not(feature = "torch"))]
+fn cuda_available() -> bool {
+    false
+}
+
+#[cfg(feature = "torch")]
+fn tch_agent(
+    s: &mut Settings,
+    env: &dyn VecEnv,
+    head: HeadKind,
+    outputs: usize,
+    cuda: bool,
+) -> Result<Box<dyn Agent>> {
+    use crate::torch::net::Arch;
+    if cuda && !tch::Cuda::is_available() {
+        return Err(HostError::InvalidSetting(
+            "--device cuda: no CUDA device is available".into(),
+        ));
+    }
+    let device = if cuda {
+        tch::Device::Cuda(0)
+    } else {
+        tch::Device::Cpu
+    };
+    let arch = match s.arch {
+        ArchArg::Mlp => Arch::Mlp {
+            hidden: s.hidden.clone(),
+            separate: s.separate,
+            activation: s.activation.core(),
+        },
+        ArchArg::Minatar => Arch::MinAtar,
+        ArchArg::Nature => Arch::Nature,
+    };
+    s.backend = Backend::Tch;
+    s.device = format!("{device:?}").to_lowercase();
+    let agent = crate::torch::agent::TorchAgent::new(
+        s.config,
+        arch,
+        env.obs_shape(),
+        head,
+        outputs,
+        device,
+        s.seed,
+    )?;
+    Ok(Box::new(agent))
+}
+
+#[cfg(not(feature = "torch"))]
+fn tch_agent(
+    s: &mut Settings,
+    _: &dyn VecEnv,
+    _: HeadKind,
+    _: usize,
+    _: bool,
+) -> Result<Box<dyn Agent>> {
+    Err(HostError::InvalidSetting(format!(
+        "this run needs the libtorch backend (arch {:?}, hidden {:?}), but acktr was built without the `torch` feature; native sizes: {}",
+        s.arch,
+        s.hidden,
+        native::built_in()
+    )))
+}
+
+/// Policy actions (one-hot or continuous, `n × act_len`) as environment actions.
+pub fn env_actions(space: &Space, a: &[f32], n: usize) -> Actions {
+    match space {
+        Space::Discrete(k) => Actions::Discrete(
+            a.chunks(*k)
+                .take(n)
+                .map(|c| {
+                    c.iter()
+                        .enumerate()
+                        .fold(
+                            (0, f32::NEG_INFINITY),
+                            |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+                        )
+                        .0
+                })
+                .collect(),
+        ),
+        Space::Box { .. } => Actions::Continuous(a.to_vec()),
+    }
+}
+
+/// What a finished (or interrupted) training reports.
+pub struct Summary {
+    /// Env steps done.
+    pub env_steps: u64,
+    /// Mean of the last 100 training episodes.
+    pub recent_return: f64,
+    /// Deterministic evaluation mean, if run.
+    pub eval_return: Option<f64>,
+    /// Env steps per second over the run.
+    pub sps: f64,
+}
+
+/// `acktr train`.
+pub fn train(args: &TrainArgs) -> Result<Summary> {
+    let out = args.out_dir();
+    let (run, mut settings, resumed) = if args.resume {
+        let (run, cfg) = RunDir::open_for_resume(&out)?;
+        let s: Settings = serde_json::from_value(
+            cfg.get("settings")
+                .cloned()
+                .unwrap_or(serde_json::Value::Null),
+        )
+        .map_err(|e| HostError::BadFile {
+            path: run.config_path(),
+            reason: format!("not an acktr run config: {e}"),
+        })?;
+        (Some(run), s, true)
+    } else {
+        (None, args.resolve()?, false)
+    };
+    let mut env = envs::make(&settings.env, settings.num_envs)?;
+    let mut agent = make_agent(&mut settings, env.as_ref(), args.device)?;
+    let config_json = serde_json::json!({
+        "settings": settings,
+        "agent": agent.describe(),
+        "env": env.describe(),
+        "acktr_version": env!("CARGO_PKG_VERSION"),
+    });
+    if !args.quiet {
+        eprintln!(
+            "acktr: {} {:?} on {} (backend {:?}, {}), {} envs × {} steps, {} env steps → {}",
+            if resumed { "resuming" } else { "training" },
+            settings.algo,
+            settings.env,
+            settings.backend,
+            settings.device,
+            settings.num_envs,
+            settings.num_steps,
+            settings.total_steps,
+            out.display()
+        );
+    }
+    let run = match run {
+        Some(r) => r,
+        None => RunDir::create(&out, &config_json)?,
+    };
+    let mut env_steps = 0u64;
+    let (mut monitor_rows, mut progress_rows) = (None, None);
+    if resumed {
+        if let Some(loaded) = run.load_checkpoint()? {
+            if let Some(warn) = &loaded.skipped {
+                eprintln!("acktr: warning: newest checkpoint unusable ({warn}); resuming from the previous one");
+            }
+            let meta = &loaded.checkpoint.meta;
+            env_steps = meta["env_steps"].as_u64().unwrap_or(0);
+            monitor_rows = meta["monitor_rows"].as_u64();
+            progress_rows = meta["progress_rows"].as_u64();
+            agent.load(&loaded.checkpoint.blobs)?;
+        } else {
+            eprintln!(
+                "acktr: no checkpoint in {}; starting from scratch",
+                out.display()
+            );
+        }
+    }
+    let mut monitor = run.monitor(env.id(), monitor_rows.or(resumed.then_some(0)))?;
+    let mut progress = run.progress(progress_rows.or(resumed.then_some(0)))?;
+    let mut tb = run.tensorboard(resumed.then_some(env_steps))?;
+
+    let (n_env, n_steps) = (settings.num_envs, settings.num_steps);
+    let (_, act_len) = head_for(env.action_space());
+    let obs_len = env.obs_len();
+    let mut obs = env.reset(settings.seed.wrapping_add(env_steps))?;
+    let mut rollout = HostRollout::new(n_env, obs_len, act_len);
+    let mut recent: VecDeque<f64> = VecDeque::new();
+    let mut recent_len: VecDeque<u64> = VecDeque::new();
+    let start = Instant::now();
+    let start_steps = env_steps;
+    let base_lr = settings.config.eta_max;
+    let mut last_ckpt = env_steps;
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+
+    while env_steps < settings.total_steps {
+        rollout.clear();
+        for _ in 0..n_steps {
+            let (a, v) = agent.act(&obs, n_env, false)?;
+            let step = env.step(&env_actions(env.action_space(), &a, n_env))?;
+            let mut ends = vec![Ending::Continues; n_env];
+            for i in 0..n_env {
+                if step.terminated[i] {
+                    ends[i] = Ending::Terminated;
+                } else if step.truncated[i] {
+                    let fo = step.final_obs[i]
+                        .as_deref()
+                        .unwrap_or(&step.obs[i * obs_len..(i + 1) * obs_len]);
+                    ends[i] = Ending::Truncated {
+                        bootstrap: agent.values(fo, 1)?[0],
+                    };
+                }
+            }
+            rollout.obs.extend_from_slice(&obs);
+            rollout.actions.extend_from_slice(&a);
+            rollout.rewards.extend_from_slice(&step.rewards);
+            rollout.values.extend_from_slice(&v);
+            rollout.ends.extend_from_slice(&ends);
+            obs = step.obs;
+            env_steps += n_env as u64;
+            for ep in &step.episodes {
+                monitor.append(ep.ret, ep.len)?;
+                tb.scalar("charts/episodic_return", env_steps, ep.ret)?;
+                tb.scalar("charts/episodic_length", env_steps, ep.len as f64)?;
+                recent.push_back(ep.ret);
+                recent_len.push_back(ep.len);
+                if recent.len() > 100 {
+                    recent.pop_front();
+                    recent_len.pop_front();
+                }
+            }
+        }
+        let last = agent.values(&obs, n_env)?;
+        let cfg = settings.config;
+        rollout.compute_returns(&last, cfg.gamma, cfg.gae_lambda);
+        if settings.lr_schedule == crate::settings::Schedule::Linear {
+            let frac = 1.0 - env_steps as f64 / settings.total_steps as f64;
+            agent.set_config(acktr_core::Config {
+                eta_max: (base_lr as f64 * frac).max(1e-12) as f32,
+                ..agent.config()
+            })?;
+        }
+        let update = agent.updates() as u64;
+        let stats = agent.update(&rollout).map_err(|e| non_finite(e, update))?;
+        let updates = agent.updates();
+        if updates % settings.log_every == 0 || env_steps >= settings.total_steps {
+            let elapsed = start.elapsed().as_secs_f64();
+            let sps = (env_steps - start_steps) as f64 / elapsed.max(1e-9);
+            let mean = |v: &VecDeque<f64>| {
+                if v.is_empty() {
+                    f64::NAN
+                } else {
+                    v.iter().sum::<f64>() / v.len() as f64
+                }
+            };
+            let ep_ret = mean(&recent);
+            let ep_len = if recent_len.is_empty() {
+                f64::NAN
+            } else {
+                recent_len.iter().sum::<u64>() as f64 / recent_len.len() as f64
+            };
+            let lr = agent.config().eta_max as f64;
+            progress.write(&[
+                ("time/total_timesteps", env_steps as f64),
+                ("time/iterations", updates as f64),
+                ("time/fps", sps.floor()),
+                ("time/time_elapsed", elapsed.floor()),
+                ("rollout/ep_rew_mean", ep_ret),
+                ("rollout/ep_len_mean", ep_len),
+                ("train/policy_gradient_loss", stats.policy_loss as f64),
+                ("train/value_loss", stats.value_loss as f64),
+                ("train/entropy_loss", -stats.entropy as f64),
+                ("train/learning_rate", lr),
+                ("train/step_size", stats.step_size as f64),
+                ("train/kl", stats.predicted_kl as f64),
+                ("train/grad_norm", stats.grad_norm as f64),
+            ])?;
+            tb.scalars(
+                env_steps,
+                &[
+                    ("charts/SPS", sps),
+                    ("charts/learning_rate", lr),
+                    ("charts/step_size", stats.step_size as f64),
+                    ("losses/policy_loss", stats.policy_loss as f64),
+                    ("losses/value_loss", stats.value_loss as f64),
+                    ("losses/entropy", stats.entropy as f64),
+                    ("losses/approx_kl", stats.predicted_kl as f64),
+                ],
+            )?;
+            monitor.flush()?;
+            progress.flush()?;
+            tb.flush()?;
+            if !args.quiet {
+                let pct = 100.0 * env_steps as f64 / settings.total_steps as f64;
+                let line = format!(
+                    "{env_steps:>10} steps {pct:5.1}%  {sps:>9.0} steps/s  return(100) {ep_ret:>8.2}  entropy {:.3}  step {:.2e}",
+                    stats.entropy, stats.step_size
+                );
+                if tty {
+                    eprint!("\r{line}");
+                    let _ = std::io::stderr().flush();
+                } else {
+                    eprintln!("{line}");
+                }
+            }
+        }
+        if settings.checkpoint_every > 0 && env_steps - last_ckpt >= settings.checkpoint_every {
+            save(
+                &run,
+                agent.as_ref(),
+                env_steps,
+                &mut monitor,
+                &mut progress,
+                &mut tb,
+            )?;
+            last_ckpt = env_steps;
+        }
+    }
+    if tty && !args.quiet {
+        eprintln!();
+    }
+    save(
+        &run,
+        agent.as_ref(),
+        env_steps,
+        &mut monitor,
+        &mut progress,
+        &mut tb,
+    )?;
+    if let Ok(bytes) = agent.export() {
+        crate::run::checkpoint::write_atomic(run.path().join("policy.ackp"), &bytes)?;
+    }
+    let sps = (env_steps - start_steps) as f64 / start.elapsed().as_secs_f64().max(1e-9);
+    let eval_return = if settings.eval_episodes > 0 {
+        Some(evaluate(
+            agent.as_mut(),
+            &settings.env,
+            settings.eval_episodes,
+            settings.seed.wrapping_add(1_000_000),
+            true,
+        )?)
+    } else {
+        None
+    };
+    let recent_return = if recent.is_empty() {
+        f64::NAN
+    } else {
+        recent.iter().sum::<f64>() / recent.len() as f64
+    };
+    if !args.quiet {
+        eprintln!(
+            "acktr: done: {env_steps} env steps, {sps:.0} steps/s, last-100 return {recent_return:.2}{}",
+            eval_return.map_or(String::new(), |r| format!(", deterministic eval ({} episodes) {r:.2}", settings.eval_episodes))
+        );
+    }
+    Ok(Summary {
+        env_steps,
+        recent_return,
+        eval_return,
+        sps,
+    })
+}
+
+/// A failed update that left the weights untouched reads as such.
+fn non_finite(e: HostError, update: u64) -> HostError {
+    let what = match e {
+        HostError::Core(acktr_core::Error::UpdateNonFiniteInput) => "rollout",
+        HostError::Core(acktr_core::Error::UpdateNonFiniteGradient) => "gradient",
+        HostError::Core(acktr_core::Error::UpdateNonFiniteCurvature) => "curvature",
+        HostError::Core(acktr_core::Error::UpdateNotPositiveDefinite) => {
+            "curvature (not positive definite)"
+        }
+        other => return other,
+    };
+    HostError::NonFinite { what, update }
+}
+
+fn save(
+    run: &RunDir,
+    agent: &dyn Agent,
+    env_steps: u64,
+    monitor: &mut crate::run::Monitor,
+    progress: &mut crate::run::Progress,
+    tb: &mut crate::run::TensorBoard,
+) -> Result<()> {
+    monitor.flush()?;
+    progress.flush()?;
+    tb.flush()?;
+    let meta = serde_json::json!({
+        "env_steps": env_steps,
+        "updates": agent.updates(),
+        "monitor_rows": monitor.rows(),
+        "progress_rows": progress.rows(),
+    });
+    let mut ck = Checkpoint::new(meta);
+    for (name, bytes) in agent.save()? {
+        ck = ck.with_blob(name, bytes);
+    }
+    run.save_checkpoint(&ck)?;
+    Ok(())
+}
+
+/// Mean undiscounted return of `episodes` episodes of one environment (`deterministic`: argmax
+/// or mean actions), the first reset seeded with `seed`.
+pub fn evaluate(
+    agent: &mut dyn Agent,
+    env_id: &str,
+    episodes: u32,
+    seed: u64,
+    deterministic: bool,
+) -> Result<f64> {
+    let mut env = envs::make(env_id, 1)?;
+    let mut obs = env.reset(seed)?;
+    let mut returns = Vec::new();
+    let mut guard = 0u64;
+    while returns.len() < episodes as usize {
+        let (a, _) = agent.act(&obs, 1, deterministic)?;
+        let step = env.step(&env_actions(env.action_space(), &a, 1))?;
+        obs = step.obs;
+        returns.extend(step.episodes.iter().map(|e| e.ret));
+        guard += 1;
+        if guard > 100_000_000 {
+            return Err(HostError::InvalidSetting(
+                "evaluation episodes never ended".into(),
+            ));
+        }
+    }
+    Ok(returns.iter().sum::<f64>() / returns.len().max(1) as f64)
+}
+
+/// Rebuild a run's agent from its folder and last checkpoint.
+pub fn load_run(dir: &Path) -> Result<(Settings, Box<dyn Agent>)> {
+    let (run, cfg) = RunDir::open_for_resume(dir)?;
+    let mut s: Settings = serde_json::from_value(
+        cfg.get("settings")
+            .cloned()
+            .unwrap_or(serde_json::Value::Null),
+    )
+    .map_err(|e| HostError::BadFile {
+        path: run.config_path(),
+        reason: format!("not an acktr run config: {e}"),
+    })?;
+    let env = envs::make(&s.env, 1)?;
+    let backend = s.backend;
+    let device = if s.device.contains("cuda") {
+        DeviceArg::Cuda
+    } else {
+        DeviceArg::Cpu
+    };
+    let mut agent = make_agent(&mut s, env.as_ref(), device)?;
+    if s.backend != backend {
+        return Err(HostError::BadFile {
+            path: run.config_path(),
+            reason: format!("run used backend {backend:?}, which this build cannot load"),
+        });
+    }
+    let loaded = run.load_checkpoint()?.ok_or_else(|| HostError::BadFile {
+        path: run.checkpoint_path(),
+        reason: "no checkpoint in this run folder".into(),
+    })?;
+    agent.load(&loaded.checkpoint.blobs)?;
+    Ok((s, agent))
+}

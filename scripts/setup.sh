@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Set up the project-local Python environment (.venv) that the host trainer builds against:
+# libtorch 2.13.0 from PyPI's torch wheel (what tch 0.26 wants), and, when present,
+# the Gymnasium packages of python/requirements-gym.txt. Idempotent: fast when already done.
+# .cargo/config.toml points LIBTORCH at .venv/torch, the link this script makes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+if ! .venv/bin/python -c 'import sys, torch; sys.exit(torch.__version__.split("+")[0] != "2.13.0")' 2>/dev/null; then
+  echo "setup: installing torch==2.13.0 into .venv (about 4.7 GB, a few minutes)" >&2
+  .venv/bin/pip install --quiet torch==2.13.0
+fi
+if [ -f python/requirements-gym.txt ] && ! .venv/bin/pip install --quiet --dry-run -r python/requirements-gym.txt 2>/dev/null | grep -q "Would install"; then
+  : # already satisfied
+elif [ -f python/requirements-gym.txt ]; then
+  echo "setup: installing the Gymnasium packages into .venv" >&2
+  .venv/bin/pip install --quiet -r python/requirements-gym.txt
+fi
+ln -sfn "$(.venv/bin/python -c 'import os, torch; print(os.path.dirname(torch.__file__))')" .venv/torch
