@@ -5,6 +5,7 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod agent;
+pub mod bench;
 pub mod envs;
 pub mod error;
 pub mod native;

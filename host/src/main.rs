@@ -40,6 +40,9 @@ enum Command {
         #[arg(long, short)]
         out: PathBuf,
     },
+    /// Benchmark ACKTR against A2C (throughput, update cost, ACKTR's extra cost) on the
+    /// native and libtorch backends; prints markdown tables.
+    Bench(acktr_host::bench::BenchArgs),
     /// Plot learning curves (return against env steps) of one or more runs into a PNG.
     Plot {
         /// Run folders.
@@ -99,6 +102,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 h.head,
                 h.actions
             );
+        }
+        Command::Bench(args) => {
+            print!("{}", acktr_host::bench::bench(&args)?);
         }
         Command::Plot {
             runs,

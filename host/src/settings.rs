@@ -105,6 +105,15 @@ pub struct TrainArgs {
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
+    /// Normalise observations with running statistics (Gymnasium environments, e.g. MuJoCo).
+    #[arg(long)]
+    pub normalize_obs: bool,
+    /// Scale rewards by the running std of the discounted return (Gymnasium environments).
+    #[arg(long)]
+    pub normalize_reward: bool,
+    /// Atari sticky-action probability (default: the id's own; 0 is the paper's setting).
+    #[arg(long)]
+    pub sticky_actions: Option<f32>,
     /// Network family.
     #[arg(long, value_enum)]
     pub arch: Option<ArchArg>,
@@ -165,9 +174,16 @@ pub struct TrainArgs {
     /// Env steps between checkpoints (0: only at the end).
     #[arg(long, default_value_t = 100_000)]
     pub checkpoint_every: u64,
-    /// Deterministic evaluation episodes at the end.
+    /// Deterministic evaluation episodes (periodic and final).
     #[arg(long, default_value_t = 20)]
     pub eval_episodes: u32,
+    /// Env steps between periodic deterministic evaluations (0: only at the end); logged as
+    /// `eval/mean_reward`.
+    #[arg(long, default_value_t = 0)]
+    pub eval_every: u64,
+    /// Stop as soon as a periodic evaluation's mean return reaches this (needs --eval-every).
+    #[arg(long)]
+    pub stop_at: Option<f64>,
     /// No progress output.
     #[arg(long)]
     pub quiet: bool,
@@ -192,6 +208,9 @@ pub struct Settings {
     pub total_steps: u64,
     /// Seed.
     pub seed: u64,
+    /// Options of Gymnasium environments.
+    #[serde(default)]
+    pub env_options: crate::envs::EnvOptions,
     /// Network family.
     pub arch: ArchArg,
     /// MLP hidden widths.
@@ -208,8 +227,14 @@ pub struct Settings {
     pub checkpoint_every: u64,
     /// Log interval in updates.
     pub log_every: u32,
-    /// Final evaluation episodes.
+    /// Evaluation episodes.
     pub eval_episodes: u32,
+    /// Env steps between periodic evaluations (0: none).
+    #[serde(default)]
+    pub eval_every: u64,
+    /// Stop once a periodic evaluation reaches this mean return.
+    #[serde(default)]
+    pub stop_at: Option<f64>,
 }
 
 impl ActivationArg {
@@ -354,6 +379,11 @@ impl TrainArgs {
             num_steps: self.num_steps.unwrap_or(p.num_steps),
             total_steps: self.total_steps.unwrap_or(p.total_steps),
             seed: self.seed,
+            env_options: crate::envs::EnvOptions {
+                normalize_obs: self.normalize_obs,
+                normalize_reward: self.normalize_reward,
+                sticky_actions: self.sticky_actions,
+            },
             arch: self.arch.unwrap_or(p.arch),
             hidden: self.hidden.clone().unwrap_or(p.hidden),
             separate: self.separate.unwrap_or(p.separate),
@@ -363,7 +393,17 @@ impl TrainArgs {
             checkpoint_every: self.checkpoint_every,
             log_every: self.log_every.max(1),
             eval_episodes: self.eval_episodes,
+            eval_every: self.eval_every,
+            stop_at: self.stop_at,
         };
+        if s.stop_at.is_some() && s.env_options.normalize_obs {
+            return Err(HostError::InvalidSetting("--stop-at cannot be used with --normalize-obs (evaluations need the training normaliser)".into()));
+        }
+        if s.stop_at.is_some() && (s.eval_every == 0 || s.eval_episodes == 0) {
+            return Err(HostError::InvalidSetting(
+                "--stop-at needs --eval-every > 0 and --eval-episodes > 0".into(),
+            ));
+        }
         if s.num_envs == 0 || s.num_steps == 0 {
             return Err(HostError::InvalidSetting(
                 "--num-envs and --num-steps must be at least 1".into(),

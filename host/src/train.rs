@@ -162,6 +162,53 @@ pub fn env_actions(space: &Space, a: &[f32], n: usize) -> Actions {
     }
 }
 
+/// Fill `rollout` (cleared first) with `n_steps` steps of every environment from `obs`
+/// (updated in place), with returns computed. Returns the finished episodes, each with the
+/// env steps into this rollout at which it ended.
+pub fn collect(
+    agent: &mut dyn Agent,
+    env: &mut dyn VecEnv,
+    obs: &mut Vec<f32>,
+    rollout: &mut HostRollout,
+    n_steps: usize,
+) -> Result<Vec<(crate::envs::EpisodeInfo, u64)>> {
+    let (n_env, obs_len) = (env.num_envs(), env.obs_len());
+    let mut episodes = Vec::new();
+    rollout.clear();
+    for t in 0..n_steps {
+        let (a, v) = agent.act(obs, n_env, false)?;
+        let step = env.step(&env_actions(env.action_space(), &a, n_env))?;
+        let mut ends = vec![Ending::Continues; n_env];
+        for i in 0..n_env {
+            if step.terminated[i] {
+                ends[i] = Ending::Terminated;
+            } else if step.truncated[i] {
+                let fo = step.final_obs[i]
+                    .as_deref()
+                    .unwrap_or(&step.obs[i * obs_len..(i + 1) * obs_len]);
+                ends[i] = Ending::Truncated {
+                    bootstrap: agent.values(fo, 1)?[0],
+                };
+            }
+        }
+        rollout.obs.extend_from_slice(obs);
+        rollout.actions.extend_from_slice(&a);
+        rollout.rewards.extend_from_slice(&step.rewards);
+        rollout.values.extend_from_slice(&v);
+        rollout.ends.extend_from_slice(&ends);
+        *obs = step.obs;
+        episodes.extend(
+            step.episodes
+                .into_iter()
+                .map(|e| (e, ((t + 1) * n_env) as u64)),
+        );
+    }
+    let last = agent.values(obs, n_env)?;
+    let cfg = agent.config();
+    rollout.compute_returns(&last, cfg.gamma, cfg.gae_lambda);
+    Ok(episodes)
+}
+
 /// What a finished (or interrupted) training reports.
 pub struct Summary {
     /// Env steps done.
@@ -172,6 +219,8 @@ pub struct Summary {
     pub eval_return: Option<f64>,
     /// Env steps per second over the run.
     pub sps: f64,
+    /// Env steps at which a periodic evaluation first reached `--stop-at`.
+    pub solved_at: Option<u64>,
 }
 
 /// `acktr train`.
@@ -188,11 +237,15 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
             path: run.config_path(),
             reason: format!("not an acktr run config: {e}"),
         })?;
+        let mut s = s;
+        if let Some(total) = args.total_steps {
+            s.total_steps = total; // a resumed run may be extended
+        }
         (Some(run), s, true)
     } else {
         (None, args.resolve()?, false)
     };
-    let mut env = envs::make(&settings.env, settings.num_envs)?;
+    let mut env = envs::make_with(&settings.env, settings.num_envs, &settings.env_options)?;
     let mut agent = make_agent(&mut settings, env.as_ref(), args.device)?;
     let config_json = serde_json::json!({
         "settings": settings,
@@ -243,57 +296,39 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
 
     let (n_env, n_steps) = (settings.num_envs, settings.num_steps);
     let (_, act_len) = head_for(env.action_space());
-    let obs_len = env.obs_len();
     let mut obs = env.reset(settings.seed.wrapping_add(env_steps))?;
-    let mut rollout = HostRollout::new(n_env, obs_len, act_len);
+    let mut rollout = HostRollout::new(n_env, env.obs_len(), act_len);
     let mut recent: VecDeque<f64> = VecDeque::new();
     let mut recent_len: VecDeque<u64> = VecDeque::new();
     let start = Instant::now();
     let start_steps = env_steps;
     let base_lr = settings.config.eta_max;
     let mut last_ckpt = env_steps;
+    let mut last_eval = env_steps;
+    let mut solved_at = None;
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
 
     while env_steps < settings.total_steps {
-        rollout.clear();
-        for _ in 0..n_steps {
-            let (a, v) = agent.act(&obs, n_env, false)?;
-            let step = env.step(&env_actions(env.action_space(), &a, n_env))?;
-            let mut ends = vec![Ending::Continues; n_env];
-            for i in 0..n_env {
-                if step.terminated[i] {
-                    ends[i] = Ending::Terminated;
-                } else if step.truncated[i] {
-                    let fo = step.final_obs[i]
-                        .as_deref()
-                        .unwrap_or(&step.obs[i * obs_len..(i + 1) * obs_len]);
-                    ends[i] = Ending::Truncated {
-                        bootstrap: agent.values(fo, 1)?[0],
-                    };
-                }
-            }
-            rollout.obs.extend_from_slice(&obs);
-            rollout.actions.extend_from_slice(&a);
-            rollout.rewards.extend_from_slice(&step.rewards);
-            rollout.values.extend_from_slice(&v);
-            rollout.ends.extend_from_slice(&ends);
-            obs = step.obs;
-            env_steps += n_env as u64;
-            for ep in &step.episodes {
-                monitor.append(ep.ret, ep.len)?;
-                tb.scalar("charts/episodic_return", env_steps, ep.ret)?;
-                tb.scalar("charts/episodic_length", env_steps, ep.len as f64)?;
-                recent.push_back(ep.ret);
-                recent_len.push_back(ep.len);
-                if recent.len() > 100 {
-                    recent.pop_front();
-                    recent_len.pop_front();
-                }
+        let episodes = collect(
+            agent.as_mut(),
+            env.as_mut(),
+            &mut obs,
+            &mut rollout,
+            n_steps,
+        )?;
+        env_steps += (n_env * n_steps) as u64;
+        for (ep, at) in episodes {
+            let step_at = env_steps - (n_env * n_steps) as u64 + at;
+            monitor.append(ep.ret, ep.len)?;
+            tb.scalar("charts/episodic_return", step_at, ep.ret)?;
+            tb.scalar("charts/episodic_length", step_at, ep.len as f64)?;
+            recent.push_back(ep.ret);
+            recent_len.push_back(ep.len);
+            if recent.len() > 100 {
+                recent.pop_front();
+                recent_len.pop_front();
             }
         }
-        let last = agent.values(&obs, n_env)?;
-        let cfg = settings.config;
-        rollout.compute_returns(&last, cfg.gamma, cfg.gae_lambda);
         if settings.lr_schedule == crate::settings::Schedule::Linear {
             let frac = 1.0 - env_steps as f64 / settings.total_steps as f64;
             agent.set_config(acktr_core::Config {
@@ -365,6 +400,31 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
                 }
             }
         }
+        if settings.eval_every > 0
+            && !settings.env_options.normalize_obs
+            && env_steps - last_eval >= settings.eval_every
+        {
+            last_eval = env_steps;
+            let r = evaluate(
+                agent.as_mut(),
+                &settings.env,
+                settings.eval_episodes,
+                settings.seed.wrapping_add(1_000_000),
+                true,
+            )?;
+            progress.write(&[
+                ("time/total_timesteps", env_steps as f64),
+                ("eval/mean_reward", r),
+            ])?;
+            tb.scalar("eval/mean_reward", env_steps, r)?;
+            if settings.stop_at.is_some_and(|target| r >= target) {
+                solved_at = Some(env_steps);
+                if !args.quiet {
+                    eprintln!("{}acktr: evaluation mean {r:.2} reached the target at {env_steps} env steps", if tty { "\n" } else { "" });
+                }
+                break;
+            }
+        }
         if settings.checkpoint_every > 0 && env_steps - last_ckpt >= settings.checkpoint_every {
             save(
                 &run,
@@ -392,7 +452,7 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
         crate::run::checkpoint::write_atomic(run.path().join("policy.ackp"), &bytes)?;
     }
     let sps = (env_steps - start_steps) as f64 / start.elapsed().as_secs_f64().max(1e-9);
-    let eval_return = if settings.eval_episodes > 0 {
+    let eval_return = if settings.eval_episodes > 0 && !settings.env_options.normalize_obs {
         Some(evaluate(
             agent.as_mut(),
             &settings.env,
@@ -419,6 +479,7 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
         recent_return,
         eval_return,
         sps,
+        solved_at,
     })
 }
 

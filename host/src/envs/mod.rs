@@ -105,6 +105,50 @@ pub trait VecEnv {
     }
 }
 
+/// Options of Gymnasium-bridged environments (native environments take none).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EnvOptions {
+    /// Running mean/variance observation normalisation (MuJoCo-style vector observations).
+    pub normalize_obs: bool,
+    /// Scale rewards by the running std of the discounted return.
+    pub normalize_reward: bool,
+    /// Atari sticky-action probability (`None`: the id's own; 0 is the paper's setting).
+    pub sticky_actions: Option<f32>,
+}
+
+impl EnvOptions {
+    fn is_default(&self) -> bool {
+        *self == EnvOptions::default()
+    }
+}
+
+/// [`make`] with options for Gymnasium environments; options on a native id are an error.
+pub fn make_with(id: &str, num_envs: usize, opts: &EnvOptions) -> Result<Box<dyn VecEnv>> {
+    if opts.is_default() {
+        return make(id, num_envs);
+    }
+    if native::IDS.contains(&id) {
+        return Err(HostError::InvalidSetting(format!(
+            "{id} is a native environment: --normalize-obs, --normalize-reward and --sticky-actions apply to Gymnasium environments only"
+        )));
+    }
+    #[cfg(feature = "gymnasium")]
+    {
+        let g = gym::GymOptions {
+            normalize_obs: opts.normalize_obs,
+            normalize_reward: opts.normalize_reward,
+            repeat_action_probability: opts.sticky_actions,
+            ..gym::GymOptions::default()
+        };
+        gym::make(id, num_envs, &g)
+    }
+    #[cfg(not(feature = "gymnasium"))]
+    Err(HostError::UnknownEnv {
+        id: id.to_string(),
+        known: native::IDS.join(", "),
+    })
+}
+
 /// Make `num_envs` environments of `id`: the core's native environments first, then (with the
 /// `gymnasium` feature) any registered Gymnasium id.
 pub fn make(id: &str, num_envs: usize) -> Result<Box<dyn VecEnv>> {

@@ -37,6 +37,23 @@ pub enum FisherNoise<'a> {
     },
 }
 
+/// Where the last update's time went (for `acktr bench`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Timings {
+    /// Forward pass and losses.
+    pub forward: std::time::Duration,
+    /// Fisher backward and factor statistics (K-FAC's extra work before the step).
+    pub factors: std::time::Duration,
+    /// Loss backward.
+    pub backward: std::time::Duration,
+    /// Damped inverses (only on updates that recompute them).
+    pub inverse: std::time::Duration,
+    /// Natural gradient and quadratic form.
+    pub precondition: std::time::Duration,
+    /// Momentum / RMSprop step on the weights.
+    pub step: std::time::Duration,
+}
+
 /// The policy, its optimizer state and its curvature.
 pub struct TorchLearner {
     /// Settings (the core's).
@@ -52,6 +69,8 @@ pub struct TorchLearner {
     /// After an update: the step direction per parameter (natural gradient or clipped
     /// gradient), before `η` and momentum.
     pub direction: Vec<Tensor>,
+    /// Time per phase of the last update.
+    pub timings: Timings,
 }
 
 fn scalar(t: &Tensor) -> Result<f64> {
@@ -75,6 +94,7 @@ impl TorchLearner {
             kfac,
             updates: 0,
             direction: Vec::new(),
+            timings: Timings::default(),
         })
     }
 
@@ -88,6 +108,13 @@ impl TorchLearner {
         }
         let natural = matches!(cfg.optimizer, Optimizer::Acktr);
         let cold = natural && self.updates < cfg.cold_iters;
+        let mut timings = Timings::default();
+        let mut clock = std::time::Instant::now();
+        let mut lap = |slot: &mut std::time::Duration| {
+            let now = std::time::Instant::now();
+            *slot = now - clock;
+            clock = now;
+        };
         let fw = net.forward(&batch.obs);
 
         // Losses.
@@ -131,6 +158,7 @@ impl TorchLearner {
             return Err(acktr_core::Error::UpdateNonFiniteGradient.into());
         }
 
+        lap(&mut timings.forward);
         // Sampled Fisher → per-sample pre-activation gradients → factor statistics.
         let params = net.params();
         if natural {
@@ -194,6 +222,7 @@ impl TorchLearner {
             }
         }
 
+        lap(&mut timings.factors);
         // Loss gradient.
         let mut grads = Tensor::run_backward(&[&loss], &params, false, false);
         // Parameters outside the graph (the categorical head's log-std) get no gradient.
@@ -217,11 +246,13 @@ impl TorchLearner {
             return Err(acktr_core::Error::UpdateNonFiniteGradient.into());
         }
 
+        lap(&mut timings.backward);
         let eta = if natural && !cold {
             let since = self.updates - cfg.cold_iters;
             if !self.kfac.is_factorized() || since % cfg.inverse_every == 0 {
                 self.kfac.factorize(net, cfg.damping)?;
             }
+            lap(&mut timings.inverse);
             let mut q = self.kfac.precondition(net, &mut grads)?;
             if net.head == HeadKind::Gaussian {
                 let last = grads.len() - 1;
@@ -234,6 +265,7 @@ impl TorchLearner {
             stats.natural = true;
             stats.quadratic_form = q;
             stats.predicted_kl = 0.5 * eta * eta * q;
+            lap(&mut timings.precondition);
             eta
         } else {
             if cfg.max_grad_norm > 0.0 && stats.grad_norm > cfg.max_grad_norm {
@@ -270,6 +302,8 @@ impl TorchLearner {
                 }
             }
         });
+        lap(&mut timings.step);
+        self.timings = timings;
         self.direction = grads;
         self.updates += 1;
         Ok(stats)

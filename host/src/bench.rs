@@ -1,0 +1,286 @@
+//! `acktr bench`: throughput and update cost of ACKTR against A2C on the same network, batch
+//! and code, and where ACKTR's extra time goes. Prints markdown tables (medians of several
+//! repetitions; ratios taken within one run).
+
+use std::time::{Duration, Instant};
+
+use acktr_core::{Config, HeadKind};
+
+use crate::agent::{Agent, HostRollout};
+use crate::envs;
+use crate::error::Result;
+use crate::settings::{Algo, TrainArgs};
+use crate::train::{collect, head_for};
+
+/// `acktr bench` options.
+#[derive(clap::Args, Clone, Debug)]
+pub struct BenchArgs {
+    /// Updates timed per measurement (medians are over these).
+    #[arg(long, default_value_t = 40)]
+    pub updates: usize,
+    /// Updates of the Nature CNN (each is large on a CPU).
+    #[arg(long, default_value_t = 5)]
+    pub conv_updates: usize,
+    /// Skip the Nature CNN table.
+    #[arg(long)]
+    pub no_conv: bool,
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+struct Row {
+    sps: f64,
+    update: Duration,
+}
+
+/// Whole loop (collect + update) and isolated updates of one agent on CartPole 16 × 20.
+fn mlp_row(agent: &mut dyn Agent, updates: usize) -> Result<Row> {
+    let (n_env, n_steps) = (16, 20);
+    let mut env = envs::make("CartPole-v1", n_env)?;
+    let (_, act_len) = head_for(env.action_space());
+    let mut rollout = HostRollout::new(n_env, env.obs_len(), act_len);
+    let mut obs = env.reset(0)?;
+    for _ in 0..3 {
+        collect(agent, env.as_mut(), &mut obs, &mut rollout, n_steps)?;
+        agent.update(&rollout)?;
+    }
+    let t = Instant::now();
+    for _ in 0..updates {
+        collect(agent, env.as_mut(), &mut obs, &mut rollout, n_steps)?;
+        agent.update(&rollout)?;
+    }
+    let sps = (updates * n_env * n_steps) as f64 / t.elapsed().as_secs_f64();
+    let mut times = Vec::with_capacity(updates);
+    for _ in 0..updates {
+        let t = Instant::now();
+        agent.update(&rollout)?;
+        times.push(t.elapsed());
+    }
+    Ok(Row {
+        sps,
+        update: median(times),
+    })
+}
+
+fn bench_config(algo: Algo) -> Config {
+    match algo {
+        // Natural steps from the first update, so every timed update is an ACKTR update.
+        Algo::Acktr => Config {
+            cold_iters: 0,
+            ..Config::default()
+        },
+        Algo::A2c => Config::a2c(),
+    }
+}
+
+/// Run the benchmark; returns the markdown report.
+pub fn bench(args: &BenchArgs) -> Result<String> {
+    let mut out = String::new();
+    out += "## MLP 64-64 (tanh, shared trunk), CartPole-v1, 16 envs × 20 steps\n\n";
+    out += "| backend | algo | env-steps/s (whole loop) | update (median) |\n|---|---|---|---|\n";
+    let mut ratios = Vec::new();
+    for backend in ["native", "tch"] {
+        let mut rows = Vec::new();
+        for algo in [Algo::Acktr, Algo::A2c] {
+            let mut agent = make(backend, algo)?;
+            let r = mlp_row(agent.as_mut(), args.updates)?;
+            out += &format!(
+                "| {backend} | {algo:?} | {:.0} | {:.3} ms |\n",
+                r.sps,
+                ms(r.update)
+            );
+            rows.push(r);
+        }
+        ratios.push((
+            backend,
+            rows[0].sps / rows[1].sps,
+            rows[0].update.as_secs_f64() / rows[1].update.as_secs_f64(),
+        ));
+    }
+    out += "\n| backend | ACKTR/A2C throughput | ACKTR/A2C update time |\n|---|---|---|\n";
+    for (b, t, u) in ratios {
+        out += &format!("| {b} | {t:.2} | {u:.2} |\n");
+    }
+    #[cfg(feature = "torch")]
+    {
+        out += &tch_tables(args)?;
+    }
+    Ok(out)
+}
+
+fn make(backend: &str, algo: Algo) -> Result<Box<dyn Agent>> {
+    let targs = TrainArgs::parse_for_bench(algo, backend);
+    let mut s = targs.resolve()?;
+    s.config = bench_config(algo);
+    let env = envs::make("CartPole-v1", 1)?;
+    crate::train::make_agent(&mut s, env.as_ref(), crate::settings::DeviceArg::Cpu)
+}
+
+#[cfg(feature = "torch")]
+fn tch_tables(args: &BenchArgs) -> Result<String> {
+    use crate::torch::agent::TorchAgent;
+    use crate::torch::learner::Timings;
+    use crate::torch::net::Arch;
+    use acktr_core::Activation;
+
+    let breakdown = |t: &[Timings]| -> [f64; 6] {
+        let pick = |f: fn(&Timings) -> Duration| ms(median(t.iter().map(f).collect()));
+        [
+            pick(|t| t.forward),
+            pick(|t| t.factors),
+            pick(|t| t.backward),
+            pick(|t| t.inverse),
+            pick(|t| t.precondition),
+            pick(|t| t.step),
+        ]
+    };
+    let mut out = String::new();
+    let device = if tch::Cuda::is_available() {
+        tch::Device::Cuda(0)
+    } else {
+        tch::Device::Cpu
+    };
+    out += &format!("\n## Where an ACKTR update's time goes (tch, {device:?}; medians, ms)\n\n");
+    out += "| network, batch | forward + loss | Fisher backward + factor statistics | loss backward | inverse (amortised: every 10th) | precondition | step | A2C update |\n|---|---|---|---|---|---|---|---|\n";
+
+    // MLP on CartPole-like data.
+    let cases: Vec<(&str, Arch, Vec<usize>, usize, usize)> = vec![
+        (
+            "MLP 64-64, 16×20",
+            Arch::Mlp {
+                hidden: vec![64, 64],
+                separate: false,
+                activation: Activation::Tanh,
+            },
+            vec![4],
+            2,
+            args.updates,
+        ),
+        (
+            "Nature CNN 84×84×4, 32×20",
+            Arch::Nature,
+            vec![4, 84, 84],
+            4,
+            args.conv_updates,
+        ),
+    ];
+    for (name, arch, shape, actions, reps) in cases {
+        if args.no_conv && matches!(arch, Arch::Nature) {
+            continue;
+        }
+        let batch = if matches!(arch, Arch::Nature) {
+            32 * 20
+        } else {
+            16 * 20
+        };
+        let obs_len: usize = shape.iter().product();
+        let mut r = HostRollout::new(batch, obs_len, actions);
+        tch::manual_seed(0);
+        let scale = if matches!(arch, Arch::Nature) {
+            255.0
+        } else {
+            1.0
+        };
+        r.obs = Vec::<f32>::try_from(
+            tch::Tensor::rand(
+                [(batch * obs_len) as i64],
+                (tch::Kind::Float, tch::Device::Cpu),
+            ) * scale,
+        )
+        .unwrap_or_default();
+        for i in 0..batch {
+            let mut a = vec![0.0; actions];
+            a[i % actions] = 1.0;
+            r.actions.extend_from_slice(&a);
+        }
+        r.rewards = vec![0.0; batch];
+        r.values = vec![0.0; batch];
+        r.ends = vec![acktr_core::Ending::Continues; batch];
+        r.advantages = (0..batch)
+            .map(|i| ((i * 7919) % 13) as f32 / 6.0 - 1.0)
+            .collect();
+        r.returns = (0..batch)
+            .map(|i| ((i * 104_729) % 17) as f32 / 8.0)
+            .collect();
+        let mut timings = Vec::new();
+        let mut acktr = TorchAgent::new(
+            bench_config(Algo::Acktr),
+            arch.clone(),
+            &shape,
+            HeadKind::Categorical,
+            actions,
+            device,
+            0,
+        )?;
+        let mut inverse_every_update = Vec::new();
+        acktr.update(&r)?;
+        for i in 0..reps.max(10) {
+            acktr.update(&r)?;
+            let t = acktr.learner.timings;
+            if (i + 1) % 10 == 0 {
+                inverse_every_update.push(t.inverse);
+            }
+            timings.push(t);
+        }
+        let mut a2c = TorchAgent::new(
+            bench_config(Algo::A2c),
+            arch,
+            &shape,
+            HeadKind::Categorical,
+            actions,
+            device,
+            0,
+        )?;
+        a2c.update(&r)?;
+        let mut a2c_times = Vec::new();
+        for _ in 0..reps {
+            let t = Instant::now();
+            a2c.update(&r)?;
+            a2c_times.push(t.elapsed());
+        }
+        let b = breakdown(&timings);
+        let a2c_ms = ms(median(a2c_times));
+        let inv_full = ms(median(inverse_every_update));
+        out += &format!(
+            "| {name} | {:.2} | {:.2} | {:.2} | {:.2} ({:.2} when computed) | {:.2} | {:.2} | {:.2} |\n",
+            b[0], b[1], b[2], inv_full / 10.0, inv_full, b[4], b[5], a2c_ms
+        );
+        let acktr_total = b[0] + b[1] + b[2] + inv_full / 10.0 + b[4] + b[5];
+        out += &format!("| ↳ ACKTR total (amortised) / A2C | {acktr_total:.2} ms / {a2c_ms:.2} ms = {:.2}× | | | | | | |\n", acktr_total / a2c_ms);
+    }
+    Ok(out)
+}
+
+impl TrainArgs {
+    /// Defaults for the benchmark's CartPole agents.
+    fn parse_for_bench(algo: Algo, backend: &str) -> TrainArgs {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct P {
+            #[command(flatten)]
+            t: TrainArgs,
+        }
+        let b = if backend == "native" { "native" } else { "tch" };
+        let algo = match algo {
+            Algo::Acktr => "acktr",
+            Algo::A2c => "a2c",
+        };
+        P::parse_from([
+            "bench",
+            "--env",
+            "CartPole-v1",
+            "--backend",
+            b,
+            "--algo",
+            algo,
+        ])
+        .t
+    }
+}

@@ -1,0 +1,300 @@
+//! The `acktr` binary as a user runs it: training to a target with both backends, export into
+//! the core's format, and every bad input ending in a clear message and a non-zero exit.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn acktr(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_acktr"))
+        .args(args)
+        .output()
+        .expect("run acktr")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn eval_rows(run: &Path) -> Vec<(f64, f64)> {
+    let text = std::fs::read_to_string(run.join("progress.csv")).expect("progress.csv");
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    let steps = header
+        .iter()
+        .position(|h| *h == "time/total_timesteps")
+        .expect("steps column");
+    let eval = header
+        .iter()
+        .position(|h| *h == "eval/mean_reward")
+        .expect("eval column");
+    lines
+        .filter_map(|l| {
+            let c: Vec<&str> = l.split(',').collect();
+            Some((c.get(steps)?.parse().ok()?, c.get(eval)?.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn tch_acktr_solves_cartpole() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let o = acktr(&[
+        "train",
+        "--env",
+        "CartPole-v1",
+        "--backend",
+        "tch",
+        "--seed",
+        "0",
+        "--total-steps",
+        "200000",
+        "--eval-every",
+        "3200",
+        "--stop-at",
+        "475",
+        "--out",
+        run.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let evals = eval_rows(&run);
+    let best = evals.iter().map(|e| e.1).fold(f64::MIN, f64::max);
+    assert!(
+        best >= 475.0,
+        "best 20-episode evaluation {best} after {:?}",
+        evals.last()
+    );
+    let config = std::fs::read_to_string(run.join("config.json")).unwrap();
+    assert!(config.contains("\"backend\": \"Tch\""), "{config}");
+}
+
+#[test]
+fn native_run_exports_a_policy_the_core_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let o = acktr(&[
+        "train",
+        "--env",
+        "CartPole-v1",
+        "--total-steps",
+        "6400",
+        "--out",
+        run.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let config = std::fs::read_to_string(run.join("config.json")).unwrap();
+    assert!(
+        config.contains("\"backend\": \"Native\""),
+        "auto picks native for a 64-64 MLP: {config}"
+    );
+    let file = dir.path().join("p.ackp");
+    let o = acktr(&[
+        "export",
+        run.to_str().unwrap(),
+        "-o",
+        file.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bytes = std::fs::read(&file).unwrap();
+    let (net, norm) =
+        acktr_core::read_policy::<4, 64, 2, 1>(&bytes).expect("the core loads the export");
+    assert!(norm.is_none() && net.is_finite());
+    // The policy trained by the run and the exported one act alike.
+    let o = acktr(&["eval", run.to_str().unwrap(), "--episodes", "3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn conv_policies_refuse_export_with_a_reason() {
+    // A MinAtar-size conv net cannot go to the core: a clear error, not a panic.
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let o = acktr(&[
+        "train",
+        "--env",
+        "MinAtar/Breakout-v1",
+        "--total-steps",
+        "320",
+        "--out",
+        run.to_str().unwrap(),
+        "--quiet",
+        "--eval-episodes",
+        "0",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = acktr(&[
+        "export",
+        run.to_str().unwrap(),
+        "-o",
+        dir.path().join("x").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("only MLP policies can be exported"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn bad_input_gives_a_message_and_a_non_zero_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "train".into(),
+                "--env".into(),
+                "NoSuchEnv-v9".into(),
+                "--out".into(),
+                out("a"),
+            ],
+            "NoSuchEnv",
+        ),
+        (
+            vec![
+                "train".into(),
+                "--num-envs".into(),
+                "0".into(),
+                "--out".into(),
+                out("b"),
+            ],
+            "--num-envs",
+        ),
+        (
+            vec![
+                "train".into(),
+                "--hidden".into(),
+                "0,64".into(),
+                "--out".into(),
+                out("c"),
+            ],
+            "--hidden",
+        ),
+        (
+            vec![
+                "train".into(),
+                "--damping=-1".into(),
+                "--out".into(),
+                out("d"),
+            ],
+            "damping",
+        ),
+        (
+            vec![
+                "train".into(),
+                "--backend".into(),
+                "native".into(),
+                "--hidden".into(),
+                "48,48".into(),
+                "--out".into(),
+                out("e"),
+            ],
+            "built in",
+        ),
+        (vec!["eval".into(), out("missing")], "config.json"),
+        // A first-order step of 1e30 makes the weights overflow: a non-finite loss is an error.
+        (
+            vec![
+                "train".into(),
+                "--algo".into(),
+                "a2c".into(),
+                "--lr".into(),
+                "1e30".into(),
+                "--max-grad-norm".into(),
+                "0".into(),
+                "--total-steps".into(),
+                "20000".into(),
+                "--out".into(),
+                out("f"),
+            ],
+            "non-finite",
+        ),
+    ];
+    for (args, needle) in cases {
+        let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        let o = acktr(&a);
+        let err = stderr(&o);
+        assert!(!o.status.success(), "{a:?} succeeded");
+        assert!(err.contains(needle), "{a:?}: {err}");
+        assert!(!err.contains("panicked"), "{a:?} panicked: {err}");
+    }
+}
+
+#[test]
+fn unreadable_checkpoint_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let o = acktr(&[
+        "train",
+        "--total-steps",
+        "3200",
+        "--out",
+        run.to_str().unwrap(),
+        "--quiet",
+        "--eval-episodes",
+        "0",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in ["checkpoint.ackc", "checkpoint.prev.ackc"] {
+        if run.join(f).exists() {
+            std::fs::write(run.join(f), b"garbage").unwrap();
+        }
+    }
+    let o = acktr(&["eval", run.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("checkpoint"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_killed_run_resumes_from_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let r = run.to_str().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_acktr"))
+        .args([
+            "train",
+            "--total-steps",
+            "100000000",
+            "--checkpoint-every",
+            "3200",
+            "--out",
+            r,
+            "--quiet",
+        ])
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while !run.join("checkpoint.prev.ackc").exists() && t0.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL: no chance to clean up
+    child.wait().unwrap();
+    assert!(run.join("checkpoint.ackc").exists());
+    let o = acktr(&[
+        "train",
+        "--resume",
+        "--out",
+        r,
+        "--total-steps",
+        "20000",
+        "--quiet",
+        "--eval-episodes",
+        "0",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The monitor was cut back to the checkpoint and continued: rows are well formed and the
+    // episode lengths add up to at most the env steps done.
+    let text = std::fs::read_to_string(run.join("monitor.csv")).unwrap();
+    let lens: u64 = text
+        .lines()
+        .skip(2)
+        .map(|l| l.split(',').nth(1).unwrap().trim().parse::<u64>().unwrap())
+        .sum();
+    assert!(
+        lens > 0 && lens <= 20_000 + 16 * 500,
+        "episode steps {lens}"
+    );
+}
