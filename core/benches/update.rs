@@ -1,6 +1,7 @@
 //! `cargo bench -p acktr-core`: the pieces of one ACKTR update for 4-H-H actor-critics
-//! (shared trunk, 2 actions, 32-sample batch): factor statistics, decomposition (the
-//! "inverse"), preconditioning, and the whole update.
+//! (shared trunk, 2 actions, 32-sample batch): factor statistics (in chunks, as the learner
+//! adds them, and one sample at a time), decomposition (the "inverse"), preconditioning, and
+//! the whole update.
 #![allow(clippy::needless_range_loop)]
 
 use std::hint::black_box;
@@ -48,8 +49,27 @@ fn bench_size<const H: usize>(c: &mut Criterion) {
         net.backward(&f, &[0.3, -0.3], 0.5, &mut b);
         fw.push((f, b));
     }
+    // As `Learner::update` adds them: rank-`CHUNK` updates of chunks of samples.
+    const C: usize = Learner::<4, 32, 2, 1>::CHUNK;
+    let chunks: Vec<([Forward<4, H, 2, 1>; C], [Backward<H, 2, 1>; C])> = fw
+        .chunks_exact(C)
+        .map(|c| {
+            (
+                core::array::from_fn(|i| c[i].0),
+                core::array::from_fn(|i| c[i].1),
+            )
+        })
+        .collect();
     let mut curv = Curvature::<4, H, 2, 1>::new();
     g.bench_function("factor update (32 samples)", |bch| {
+        bch.iter(|| {
+            curv.scale(0.99);
+            for (f, b) in &chunks {
+                curv.observe_chunk(f, b, 0.01 / 32.0);
+            }
+        })
+    });
+    g.bench_function("factor update (32 samples, one at a time)", |bch| {
         bch.iter(|| {
             curv.scale(0.99);
             for (f, b) in &fw {

@@ -66,28 +66,32 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Self {
-            optimizer: Optimizer::Acktr,
-            eta_max: 0.25,
-            kl_clip: 0.001,
-            damping: 0.01,
-            momentum: 0.9,
-            stat_decay: 0.99,
-            weight_decay: 0.0,
-            inverse_every: 10,
-            cold_iters: 10,
-            cold_lr: 0.01,
-            max_grad_norm: 0.5,
-            gamma: 0.99,
-            gae_lambda: 1.0,
-            value_coef: 0.5,
-            entropy_coef: 0.01,
-            vf_fisher_coef: 1.0,
-        }
+        Self::DEFAULT
     }
 }
 
 impl Config {
+    /// The defaults as a constant, for `const` and `static` settings on a device
+    /// (`Config { kl_clip: 3e-5, ..Config::DEFAULT }`).
+    pub const DEFAULT: Config = Config {
+        optimizer: Optimizer::Acktr,
+        eta_max: 0.25,
+        kl_clip: 0.001,
+        damping: 0.01,
+        momentum: 0.9,
+        stat_decay: 0.99,
+        weight_decay: 0.0,
+        inverse_every: 10,
+        cold_iters: 10,
+        cold_lr: 0.01,
+        max_grad_norm: 0.5,
+        gamma: 0.99,
+        gae_lambda: 1.0,
+        value_coef: 0.5,
+        entropy_coef: 0.01,
+        vf_fisher_coef: 1.0,
+    };
+
     /// A2C's usual settings (RMSprop, lr 7e-4, α 0.99, ε 1e-5, clip 0.5, no momentum).
     pub fn a2c() -> Self {
         Self {

@@ -58,6 +58,38 @@ pub fn log_softmax<const P: usize>(z: &[f32; P], out: &mut [f32; P]) -> f32 {
     h
 }
 
+/// [`log_softmax`] with the probabilities it passes through: `(log p, p, H)`, `p = exp(log p)`
+/// bit for bit as `libm::expf` of the returned `log p` (so callers need not exponentiate again).
+#[inline]
+fn softmax_parts<const P: usize>(z: &[f32; P]) -> ([f32; P], [f32; P], f32) {
+    let m = z.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let s: f32 = z.iter().map(|&v| libm::expf(v - m)).sum();
+    let lse = m + libm::logf(s);
+    let mut lp = [0.0; P];
+    let mut p = [0.0; P];
+    let mut h = 0.0;
+    for i in 0..P {
+        lp[i] = z[i] - lse;
+        p[i] = libm::expf(lp[i]);
+        h -= p[i] * lp[i];
+    }
+    (lp, p, h)
+}
+
+/// Index of `u ∈ [0, 1)` in the cumulative sums of `p` (the last index if rounding leaves the
+/// total below `u`).
+#[inline]
+fn categorical_index<const P: usize>(p: &[f32; P], u: f32) -> usize {
+    let mut c = 0.0;
+    for (i, &pi) in p.iter().enumerate() {
+        c += pi;
+        if u < c {
+            return i;
+        }
+    }
+    P - 1
+}
+
 /// Index of the largest entry (first on ties).
 #[inline]
 pub fn argmax<const P: usize>(v: &[f32; P]) -> usize {
@@ -82,18 +114,8 @@ impl HeadKind {
     ) -> f32 {
         match self {
             HeadKind::Categorical => {
-                let mut lp = [0.0; P];
-                log_softmax(z, &mut lp);
-                let u = uniform01(rng);
-                let mut c = 0.0;
-                let mut k = P - 1;
-                for (i, &l) in lp.iter().enumerate() {
-                    c += libm::expf(l);
-                    if u < c {
-                        k = i;
-                        break;
-                    }
-                }
+                let (lp, p, _) = softmax_parts(z);
+                let k = categorical_index(&p, uniform01(rng));
                 *a = [0.0; P];
                 a[k] = 1.0;
                 lp[k]
@@ -163,11 +185,9 @@ impl HeadKind {
     ) -> (f32, f32) {
         match self {
             HeadKind::Categorical => {
-                let mut lp = [0.0; P];
-                let h = log_softmax(z, &mut lp);
+                let (lp, p, h) = softmax_parts(z);
                 for i in 0..P {
-                    let p = libm::expf(lp[i]);
-                    gz[i] = adv * (p - a[i]) + ent_coef * p * (lp[i] + h);
+                    gz[i] = adv * (p[i] - a[i]) + ent_coef * p[i] * (lp[i] + h);
                 }
                 (crate::dense::dot(a, &lp), h)
             }
@@ -197,12 +217,11 @@ impl HeadKind {
     ) {
         match self {
             HeadKind::Categorical => {
-                let mut a = [0.0; P];
-                self.sample(z, ls, rng, &mut a);
-                let mut lp = [0.0; P];
-                log_softmax(z, &mut lp);
+                // `sample`'s draw, without computing the softmax twice.
+                let (_, p, _) = softmax_parts(z);
+                let k = categorical_index(&p, uniform01(rng));
                 for i in 0..P {
-                    gz[i] = libm::expf(lp[i]) - a[i];
+                    gz[i] = p[i] - if i == k { 1.0 } else { 0.0 };
                 }
             }
             HeadKind::Gaussian => {

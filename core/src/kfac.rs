@@ -74,21 +74,40 @@ fn add_outer_upper_chunk<const N: usize, const C: usize>(
     xs: &[&[f32; N]; C],
     w: f32,
 ) {
-    for i in 0..N {
-        let wx: [f32; C] = core::array::from_fn(|c| w * xs[c][i]);
+    // Two rows at a time: each `x_c[j]` loaded once for both.
+    let mut i = 0;
+    while i + 1 < N {
+        let wx0: [f32; C] = core::array::from_fn(|c| w * xs[c][i]);
+        let wx1: [f32; C] = core::array::from_fn(|c| w * xs[c][i + 1]);
+        let (top, bottom) = m.split_at_mut(i + 1);
+        let (r0, r1) = (&mut top[i], &mut bottom[0]);
+        let (mut d0, mut m01, mut d1) = (diag[i], r0[i + 1], diag[i + 1]);
+        for c in 0..C {
+            d0 += wx0[c] * xs[c][i];
+            m01 += wx0[c] * xs[c][i + 1];
+            d1 += wx1[c] * xs[c][i + 1];
+        }
+        diag[i] = d0;
+        r0[i + 1] = m01;
+        diag[i + 1] = d1;
+        for j in i + 2..N {
+            let (mut a0, mut a1) = (r0[j], r1[j]);
+            for c in 0..C {
+                let x = xs[c][j];
+                a0 += wx0[c] * x;
+                a1 += wx1[c] * x;
+            }
+            r0[j] = a0;
+            r1[j] = a1;
+        }
+        i += 2;
+    }
+    if i < N {
         let mut d = diag[i];
         for c in 0..C {
-            d += wx[c] * xs[c][i];
+            d += w * xs[c][i] * xs[c][i];
         }
         diag[i] = d;
-        let row = &mut m[i];
-        for j in i + 1..N {
-            let mut acc = row[j];
-            for c in 0..C {
-                acc += wx[c] * xs[c][j];
-            }
-            row[j] = acc;
-        }
     }
 }
 
@@ -208,25 +227,49 @@ impl<const I: usize> InputFactor<I> {
         Ok(())
     }
 
-    /// `[r, r_b] ← [r, r_b] L⁻ᵀ` (forward substitution on a row of `[W | b]`).
-    #[inline]
-    fn forward(&self, r: &mut [f32; I], rb: &mut f32) {
+    /// `[r, r_b] ← [r, r_b] L⁻ᵀ` (forward substitution) on `RB` rows of `[W | b]` at once:
+    /// `r_i ← r_i − Σ_{k<i} L_ik r_k` (`k` ascending), then `r_b ← r_b − Σ_k L_Ik r_k`. The
+    /// block is worked on transposed (`t[k]` holds column `k` of the `RB` rows), so every
+    /// `L_ik` is loaded once for the block and the `RB` rows form one vector. (Not inlined: one
+    /// block's transposed copy on the stack at a time.)
+    #[inline(never)]
+    fn forward_rows<const RB: usize>(&self, r: &mut [[f32; I]; RB], rb: &mut [f32; RB]) {
+        let mut t = transpose(r);
         for i in 1..I {
-            let (done, rest) = r.split_at_mut(i);
-            rest[0] -= dot(&self.m[i][..i], done);
+            let mut acc = t[i];
+            for (tk, &l) in t[..i].iter().zip(&self.m[i][..i]) {
+                for q in 0..RB {
+                    acc[q] -= l * tk[q];
+                }
+            }
+            t[i] = acc;
         }
-        *rb -= dot(&self.l_last, r);
+        for (tk, &l) in t.iter().zip(&self.l_last) {
+            for q in 0..RB {
+                rb[q] -= l * tk[q];
+            }
+        }
+        untranspose(&t, r);
     }
 
-    /// `[r, r_b] ← [r, r_b] L⁻¹` (back substitution).
-    #[inline]
-    fn backward(&self, r: &mut [f32; I], rb: f32) {
-        axpy(-rb, &self.l_last, r);
-        for i in (1..I).rev() {
-            let xi = r[i];
-            let (head, _) = r.split_at_mut(i);
-            axpy(-xi, &self.m[i][..i], head);
+    /// `[r, r_b] ← [r, r_b] L⁻¹` (back substitution) on `RB` rows of `[W | b]` at once:
+    /// `r_k ← r_k − r_b L_Ik − Σ_{i>k} L_ik r_i` for `k` from the last (`i` descending), on the
+    /// transposed block as in [`InputFactor::forward_rows`].
+    #[inline(never)]
+    fn backward_rows<const RB: usize>(&self, r: &mut [[f32; I]; RB], rb: &[f32; RB]) {
+        let mut t = transpose(r);
+        for k in (0..I).rev() {
+            let lk = self.l_last[k];
+            let mut acc: [f32; RB] = core::array::from_fn(|q| t[k][q] - rb[q] * lk);
+            for (ti, li) in t[k + 1..].iter().zip(&self.m[k + 1..]).rev() {
+                let l = li[k];
+                for q in 0..RB {
+                    acc[q] -= l * ti[q];
+                }
+            }
+            t[k] = acc;
         }
+        untranspose(&t, r);
     }
 
     /// The dense `(I+1)×(I+1)` statistics `Ā`, row-major, into `out` (for tests and tools).
@@ -341,17 +384,13 @@ pub fn precondition<const I: usize, const O: usize>(
     w: &mut [[f32; I]; O],
     b: &mut [f32; O],
 ) -> f32 {
-    for (r, rb) in w.iter_mut().zip(b.iter_mut()) {
-        a.forward(r, rb);
-    }
-    // Across rows: Y ← L_S⁻¹ Y.
+    // Y ← G L_A⁻ᵀ, a block of rows at a time.
+    a_solve_rows::<I, 8, true>(a, w, b);
+    // Across rows: Y ← L_S⁻¹ Y (row i takes `Σ_{k<i} L_ik` row k, `k` ascending).
     for i in 1..O {
-        let (done, rest) = w.split_at_mut(i);
-        let (bdone, brest) = b.split_at_mut(i);
+        w[i] = across_rows::<I, false>(&w[i], &w[..i], &s.m[i][..i]);
         for k in 0..i {
-            let l = s.m[i][k];
-            axpy(-l, &done[k], &mut rest[0]);
-            brest[0] -= l * bdone[k];
+            b[i] -= s.m[i][k] * b[k];
         }
     }
     let mut q = 0.0;
@@ -367,20 +406,124 @@ pub fn precondition<const I: usize, const O: usize>(
         q += b[i] * b[i] * f;
         b[i] *= f;
     }
-    // Across rows: V ← L_S⁻ᵀ Z.
-    for i in (1..O).rev() {
-        let (head, tail) = w.split_at_mut(i);
-        let (bhead, btail) = b.split_at_mut(i);
-        for k in 0..i {
-            let l = s.m[i][k];
-            axpy(-l, &tail[0], &mut head[k]);
-            bhead[k] -= l * btail[0];
+    // Across rows: V ← L_S⁻ᵀ Z, from the last row (row k takes `Σ_{i>k} L_ik` row i, `i`
+    // descending).
+    let mut col = [0.0f32; O];
+    for k in (0..O.saturating_sub(1)).rev() {
+        for (c, li) in col.iter_mut().zip(&s.m[k + 1..]) {
+            *c = li[k];
+        }
+        w[k] = across_rows::<I, true>(&w[k], &w[k + 1..], &col[..O - k - 1]);
+        for i in (k + 1..O).rev() {
+            b[k] -= s.m[i][k] * b[i];
         }
     }
-    for (r, &rb) in w.iter_mut().zip(b.iter()) {
-        a.backward(r, rb);
-    }
+    // V ← V L_A⁻¹.
+    a_solve_rows::<I, 8, false>(a, w, b);
     q
+}
+
+/// `t[k][q] = r[q][k]`.
+#[inline(always)]
+fn transpose<const I: usize, const RB: usize>(r: &[[f32; I]; RB]) -> [[f32; RB]; I] {
+    core::array::from_fn(|k| core::array::from_fn(|q| r[q][k]))
+}
+
+/// `r[q][k] = t[k][q]`.
+#[inline(always)]
+fn untranspose<const I: usize, const RB: usize>(t: &[[f32; RB]; I], r: &mut [[f32; I]; RB]) {
+    for (q, row) in r.iter_mut().enumerate() {
+        for (v, tk) in row.iter_mut().zip(t) {
+            *v = tk[q];
+        }
+    }
+}
+
+/// The `L_A` solves of [`precondition`] on every row of `[W | b]`
+/// ([`InputFactor::forward_rows`] if `FORWARD`, else [`InputFactor::backward_rows`]): in blocks
+/// of `RB` rows, then of `RB/2`, … 1 for the rows left over.
+#[inline(always)]
+fn a_solve_rows<const I: usize, const RB: usize, const FORWARD: bool>(
+    a: &InputFactor<I>,
+    w: &mut [[f32; I]],
+    b: &mut [f32],
+) {
+    let n = w.len().min(b.len()) / RB * RB;
+    let (w, w_rest) = w.split_at_mut(n);
+    let (b, b_rest) = b.split_at_mut(n);
+    for (r, rb) in w.chunks_exact_mut(RB).zip(b.chunks_exact_mut(RB)) {
+        if let (Ok(r), Ok(rb)) = (r.try_into(), rb.try_into()) {
+            if FORWARD {
+                a.forward_rows::<RB>(r, rb);
+            } else {
+                a.backward_rows::<RB>(r, rb);
+            }
+        }
+    }
+    match RB {
+        8 => a_solve_rows::<I, 4, FORWARD>(a, w_rest, b_rest),
+        4 => a_solve_rows::<I, 2, FORWARD>(a, w_rest, b_rest),
+        2 => a_solve_rows::<I, 1, FORWARD>(a, w_rest, b_rest),
+        _ => {}
+    }
+}
+
+/// One row of an across-row triangular solve: `r − Σ_t l_t rows_t`, `t` ascending (descending
+/// if `REV`), `rows` and `ls` of equal length. The columns go sixteen (then eight, four, one)
+/// at a time, held in registers while the rows stream past.
+///
+/// It returns the new row rather than writing it through a `&mut` borrowed beside `rows`: with
+/// that form (row `i` and rows `..i` from one `split_at_mut`, the bias folded in), rustc 1.95 at
+/// opt-level 3 produced wrong sums (right in debug builds), caught by `core/tests/kfac.rs` and
+/// `core/tests/gradients.rs`; this module's tests now pin the kernels bit for bit.
+#[inline(always)]
+fn across_rows<const I: usize, const REV: bool>(
+    r: &[f32; I],
+    rows: &[[f32; I]],
+    ls: &[f32],
+) -> [f32; I] {
+    let mut out = *r;
+    let mut j0 = 0;
+    while j0 + 16 <= I {
+        across_cols::<I, 16, REV>(&mut out, j0, rows, ls);
+        j0 += 16;
+    }
+    if j0 + 8 <= I {
+        across_cols::<I, 8, REV>(&mut out, j0, rows, ls);
+        j0 += 8;
+    }
+    if j0 + 4 <= I {
+        across_cols::<I, 4, REV>(&mut out, j0, rows, ls);
+        j0 += 4;
+    }
+    while j0 < I {
+        across_cols::<I, 1, REV>(&mut out, j0, rows, ls);
+        j0 += 1;
+    }
+    out
+}
+
+/// Columns `j0..j0 + CB` of [`across_rows`].
+#[inline(always)]
+fn across_cols<const I: usize, const CB: usize, const REV: bool>(
+    r: &mut [f32; I],
+    j0: usize,
+    rows: &[[f32; I]],
+    ls: &[f32],
+) {
+    if j0 + CB > I {
+        return;
+    }
+    let n = rows.len().min(ls.len());
+    let mut acc: [f32; CB] = core::array::from_fn(|c| r[j0 + c]);
+    for t in 0..n {
+        let t = if REV { n - 1 - t } else { t };
+        let (row, l) = (&rows[t], ls[t]);
+        for c in 0..CB {
+            acc[c] -= l * row[j0 + c];
+        }
+    }
+    r[j0..j0 + CB].copy_from_slice(&acc);
 }
 
 /// All Kronecker factors of an [`ActorCritic`](crate::ActorCritic)`<OBS, H, P, T>`.
@@ -523,16 +666,23 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Curvature
         g: &[crate::policy::Backward<H, P, T>; C],
         w: f32,
     ) {
-        self.a_obs.add_chunk(&core::array::from_fn(|c| &f[c].x), w);
+        let xs: [&[f32; OBS]; C] = core::array::from_fn(|c| &f[c].x);
+        self.a_obs.add_chunk(&xs, w);
         for t in 0..T {
-            self.a_h1[t].add_chunk(&core::array::from_fn(|c| &f[c].h1[t]), w);
-            self.a_h2[t].add_chunk(&core::array::from_fn(|c| &f[c].h2[t]), w);
-            self.s1[t].add_chunk(&core::array::from_fn(|c| &g[c].g1[t]), w);
-            self.s2[t].add_chunk(&core::array::from_fn(|c| &g[c].g2[t]), w);
+            let hs: [&[f32; H]; C] = core::array::from_fn(|c| &f[c].h1[t]);
+            self.a_h1[t].add_chunk(&hs, w);
+            let hs: [&[f32; H]; C] = core::array::from_fn(|c| &f[c].h2[t]);
+            self.a_h2[t].add_chunk(&hs, w);
+            let gs: [&[f32; H]; C] = core::array::from_fn(|c| &g[c].g1[t]);
+            self.s1[t].add_chunk(&gs, w);
+            let gs: [&[f32; H]; C] = core::array::from_fn(|c| &g[c].g2[t]);
+            self.s2[t].add_chunk(&gs, w);
         }
-        self.s_pi.add_chunk(&core::array::from_fn(|c| &g[c].gz), w);
+        let gs: [&[f32; P]; C] = core::array::from_fn(|c| &g[c].gz);
+        self.s_pi.add_chunk(&gs, w);
         let gv: [[f32; 1]; C] = core::array::from_fn(|c| [g[c].gv]);
-        self.s_v.add_chunk(&core::array::from_fn(|c| &gv[c]), w);
+        let gs: [&[f32; 1]; C] = core::array::from_fn(|c| &gv[c]);
+        self.s_v.add_chunk(&gs, w);
     }
 
     /// All statistics finite.
@@ -608,5 +758,154 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Curvature
         q += precondition(&self.a_h2[0], &self.s_pi, &mut grad.pi.w, &mut grad.pi.b);
         q += precondition(&self.a_h2[T - 1], &self.s_v, &mut grad.v.w, &mut grad.v.b);
         Ok(q)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The blocked kernels against plain loops that spell out the documented order of every
+    //! sum, compared bit for bit: a release build that reorders or miscompiles a kernel fails
+    //! here (rustc 1.95 did, for an earlier form of the across-row solve).
+    use super::*;
+    use crate::policy::{Backward, Forward};
+
+    /// Uniform in `[-0.5, 0.5)` from a 64-bit LCG (Knuth's MMIX constants).
+    fn next(s: &mut u64) -> f32 {
+        *s = s
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (*s >> 40) as f32 / 16_777_216.0 - 0.5
+    }
+
+    fn factors<const I: usize, const O: usize>(s: &mut u64) -> (InputFactor<I>, OutputFactor<O>) {
+        let mut a = InputFactor::<I>::new();
+        let mut f = OutputFactor::<O>::new();
+        for _ in 0..24 {
+            let x: [f32; I] = core::array::from_fn(|_| next(s) + 0.3);
+            let g: [f32; O] = core::array::from_fn(|_| next(s));
+            a.add(&x, 1.0 / 24.0);
+            f.add(&g, 1.0 / 24.0);
+        }
+        a.factorize(0.05).unwrap();
+        f.factorize(0.05).unwrap();
+        (a, f)
+    }
+
+    /// `precondition` as plain loops, each sum in the order its kernel documents.
+    fn reference<const I: usize, const O: usize>(
+        a: &InputFactor<I>,
+        s: &OutputFactor<O>,
+        w: &mut [[f32; I]; O],
+        b: &mut [f32; O],
+    ) -> f32 {
+        for (r, rb) in w.iter_mut().zip(b.iter_mut()) {
+            for i in 1..I {
+                for k in 0..i {
+                    r[i] -= a.m[i][k] * r[k];
+                }
+            }
+            for k in 0..I {
+                *rb -= a.l_last[k] * r[k];
+            }
+        }
+        for i in 1..O {
+            for k in 0..i {
+                for j in 0..I {
+                    w[i][j] -= s.m[i][k] * w[k][j];
+                }
+                b[i] -= s.m[i][k] * b[k];
+            }
+        }
+        let mut q = 0.0;
+        for i in 0..O {
+            for j in 0..I {
+                let f = s.m[i][i] * a.m[j][j];
+                q += w[i][j] * w[i][j] * f;
+                w[i][j] *= f;
+            }
+            let f = s.m[i][i] * a.d_last_inv;
+            q += b[i] * b[i] * f;
+            b[i] *= f;
+        }
+        for k in (0..O).rev() {
+            for i in (k + 1..O).rev() {
+                for j in 0..I {
+                    w[k][j] -= s.m[i][k] * w[i][j];
+                }
+                b[k] -= s.m[i][k] * b[i];
+            }
+        }
+        for (r, &rb) in w.iter_mut().zip(b.iter()) {
+            for k in (0..I).rev() {
+                r[k] -= rb * a.l_last[k];
+                for i in (k + 1..I).rev() {
+                    r[k] -= a.m[i][k] * r[i];
+                }
+            }
+        }
+        q
+    }
+
+    fn check_precondition<const I: usize, const O: usize>(seed: u64) {
+        let mut s = seed;
+        let (a, f) = factors::<I, O>(&mut s);
+        let w0: [[f32; I]; O] = core::array::from_fn(|_| core::array::from_fn(|_| next(&mut s)));
+        let b0: [f32; O] = core::array::from_fn(|_| next(&mut s));
+        let (mut w, mut b, mut wr, mut br) = (w0, b0, w0, b0);
+        let q = precondition(&a, &f, &mut w, &mut b);
+        let qr = reference(&a, &f, &mut wr, &mut br);
+        assert_eq!(q.to_bits(), qr.to_bits(), "I={I} O={O}: q");
+        assert_eq!(w, wr, "I={I} O={O}: W");
+        assert_eq!(b, br, "I={I} O={O}: b");
+    }
+
+    #[test]
+    fn blocked_precondition_is_the_plain_loops_bit_for_bit() {
+        check_precondition::<4, 32>(1);
+        check_precondition::<32, 32>(2);
+        check_precondition::<32, 2>(3);
+        check_precondition::<32, 1>(4);
+        check_precondition::<16, 7>(5);
+        check_precondition::<8, 8>(6);
+        check_precondition::<3, 6>(7);
+        check_precondition::<12, 5>(8);
+        check_precondition::<1, 3>(9);
+        check_precondition::<64, 64>(10);
+    }
+
+    fn check_observe_chunk<const T: usize>(seed: u64) {
+        let mut s = seed;
+        let fs: [Forward<3, 6, 2, T>; 4] = core::array::from_fn(|_| {
+            let mut f = Forward::zeros();
+            f.x = core::array::from_fn(|_| next(&mut s));
+            f.h1 = core::array::from_fn(|_| core::array::from_fn(|_| next(&mut s)));
+            f.h2 = core::array::from_fn(|_| core::array::from_fn(|_| next(&mut s)));
+            f
+        });
+        let gs: [Backward<6, 2, T>; 4] = core::array::from_fn(|_| {
+            let mut g = Backward::zeros();
+            g.g1 = core::array::from_fn(|_| core::array::from_fn(|_| next(&mut s)));
+            g.g2 = core::array::from_fn(|_| core::array::from_fn(|_| next(&mut s)));
+            g.gz = core::array::from_fn(|_| next(&mut s));
+            g.gv = next(&mut s);
+            g
+        });
+        let mut one = Curvature::<3, 6, 2, T>::new();
+        let mut chunked = one;
+        for round in 0..3 {
+            one.scale(0.9);
+            chunked.scale(0.9);
+            for (f, g) in fs.iter().zip(&gs) {
+                one.observe(f, g, 0.1 + round as f32);
+            }
+            chunked.observe_chunk(&fs, &gs, 0.1 + round as f32);
+        }
+        assert_eq!(one, chunked, "T={T}");
+    }
+
+    #[test]
+    fn observe_chunk_is_observe_in_order_bit_for_bit() {
+        check_observe_chunk::<1>(11);
+        check_observe_chunk::<2>(12);
     }
 }

@@ -18,6 +18,11 @@ use crate::policy::{ActorCritic, Backward, Forward};
 use crate::rollout::{Rollout, Step};
 use crate::{trust_region, Error};
 
+/// Samples per rank-`CHUNK` update of the gradient and the factor statistics in
+/// [`Learner::update_steps`]: the chunk's forward passes, loss and Fisher gradients wait on the
+/// stack (4-32-32: 3.3 KiB). 8 saved under 1% more on a Cortex-M4 for twice the stack.
+const CHUNK: usize = 4;
+
 /// What one update did (means over the batch).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct UpdateStats {
@@ -54,6 +59,12 @@ pub struct Learner<const OBS: usize, const H: usize, const P: usize, const T: us
 }
 
 impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<OBS, H, P, T> {
+    /// Samples per chunk in [`Learner::update_steps`]: the gradient and the factor statistics
+    /// take one rank-`CHUNK` update per chunk ([`ActorCritic::accumulate_chunk`],
+    /// [`Curvature::observe_chunk`]), the chunk's forward passes and gradients waiting on the
+    /// stack (a batch that is not a multiple ends with single-sample updates).
+    pub const CHUNK: usize = CHUNK;
+
     /// A learner for `net`; fails if `config` is out of range.
     pub fn new(config: Config, net: ActorCritic<OBS, H, P, T>) -> Result<Self, Error> {
         config.validate()?;
@@ -182,42 +193,10 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
         }
         let w_stat = (1.0 - rho) * inv_b;
 
-        // Loss gradient (and Fisher statistics), one sample at a time: no batch-sized buffers.
+        // Loss gradient (and Fisher statistics), a few samples at a time: no batch-sized
+        // buffers.
         self.grad.map_mut(|g| *g = 0.0);
-        let mut stats = UpdateStats {
-            samples: b as u32,
-            ..UpdateStats::default()
-        };
-        let mut f = Forward::zeros();
-        let mut bw = Backward::zeros();
-        for s in steps {
-            self.net.forward(&s.obs, &mut f);
-            let mut gz = [0.0; P];
-            let (logp, ent) = self.net.head.loss_grad(
-                &f.z,
-                &self.net.log_std,
-                &s.action,
-                s.advantage,
-                cfg.entropy_coef,
-                &mut gz,
-                &mut self.grad.log_std,
-            );
-            let gv = 2.0 * cfg.value_coef * (f.v - s.ret);
-            self.net.backward(&f, &gz, gv, &mut bw);
-            self.grad.accumulate(&f, &bw);
-            stats.policy_loss -= s.advantage * logp;
-            stats.value_loss += (s.ret - f.v) * (s.ret - f.v);
-            stats.entropy += ent;
-
-            if natural {
-                self.net
-                    .head
-                    .fisher_grad(&f.z, &self.net.log_std, rng, &mut gz);
-                let gv = -cfg.vf_fisher_coef * standard_normal(rng);
-                self.net.backward(&f, &gz, gv, &mut bw);
-                self.curvature.observe(&f, &bw, w_stat);
-            }
-        }
+        let mut stats = self.gradient_and_statistics(steps, natural, w_stat, rng);
         stats.policy_loss *= inv_b;
         stats.value_loss *= inv_b;
         stats.entropy *= inv_b;
@@ -284,5 +263,80 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
         }
         self.updates += 1;
         Ok(stats)
+    }
+
+    /// The per-sample part of [`Learner::update_steps`]: adds every sample's loss gradient to
+    /// `grad` (not yet divided by the batch size) and, if `natural`, its Fisher statistics
+    /// (weight `w_stat`) to the curvature; returns the loss sums.
+    ///
+    /// Not inlined, so that the chunk buffers live in this frame only while the samples are
+    /// processed, not beside the preconditioning's temporaries.
+    #[inline(never)]
+    fn gradient_and_statistics(
+        &mut self,
+        steps: &[Step<OBS, P>],
+        natural: bool,
+        w_stat: f32,
+        rng: &mut impl RngCore,
+    ) -> UpdateStats {
+        let cfg = self.config;
+        let mut stats = UpdateStats {
+            samples: steps.len() as u32,
+            ..UpdateStats::default()
+        };
+        // Samples go in chunks of `CHUNK`: their forward passes and gradients wait in these
+        // small buffers, so that the loss gradient and the factor statistics each take one
+        // rank-`CHUNK` update per chunk (every stored number read and written once) instead
+        // of one per sample. The sums are the same, in the same order.
+        let mut fs = [Forward::zeros(); CHUNK];
+        let mut loss = [Backward::zeros(); CHUNK];
+        let mut fisher = [Backward::zeros(); CHUNK];
+        for chunk in steps.chunks(CHUNK) {
+            for (((s, f), lg), fg) in chunk
+                .iter()
+                .zip(fs.iter_mut())
+                .zip(loss.iter_mut())
+                .zip(fisher.iter_mut())
+            {
+                self.net.forward(&s.obs, f);
+                let mut gz = [0.0; P];
+                let (logp, ent) = self.net.head.loss_grad(
+                    &f.z,
+                    &self.net.log_std,
+                    &s.action,
+                    s.advantage,
+                    cfg.entropy_coef,
+                    &mut gz,
+                    &mut self.grad.log_std,
+                );
+                let gv = 2.0 * cfg.value_coef * (f.v - s.ret);
+                self.net.backward(f, &gz, gv, lg);
+                stats.policy_loss -= s.advantage * logp;
+                stats.value_loss += (s.ret - f.v) * (s.ret - f.v);
+                stats.entropy += ent;
+
+                if natural {
+                    self.net
+                        .head
+                        .fisher_grad(&f.z, &self.net.log_std, rng, &mut gz);
+                    let gv = -cfg.vf_fisher_coef * standard_normal(rng);
+                    self.net.backward(f, &gz, gv, fg);
+                }
+            }
+            if chunk.len() == CHUNK {
+                self.grad.accumulate_chunk(&fs, &loss);
+                if natural {
+                    self.curvature.observe_chunk(&fs, &fisher, w_stat);
+                }
+            } else {
+                for ((f, lg), fg) in fs.iter().zip(&loss).zip(&fisher).take(chunk.len()) {
+                    self.grad.accumulate(f, lg);
+                    if natural {
+                        self.curvature.observe(f, fg, w_stat);
+                    }
+                }
+            }
+        }
+        stats
     }
 }

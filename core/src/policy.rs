@@ -231,6 +231,32 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> ActorCrit
         self.v.accumulate(&[b.gv], &f.h2[Self::CRITIC]);
     }
 
+    /// [`ActorCritic::accumulate`] for `C` samples at once, in order (bit for bit the same
+    /// sums): each layer's gradient takes one rank-`C` update, `f[c]` and `b[c]` being
+    /// sample `c`'s forward pass and pre-activation gradients.
+    #[inline]
+    pub fn accumulate_chunk<const C: usize>(
+        &mut self,
+        f: &[Forward<OBS, H, P, T>; C],
+        b: &[Backward<H, P, T>; C],
+    ) {
+        for t in 0..T {
+            let g: [&[f32; H]; C] = core::array::from_fn(|c| &b[c].g1[t]);
+            let x: [&[f32; OBS]; C] = core::array::from_fn(|c| &f[c].x);
+            self.trunks[t].l1.accumulate_chunk(&g, &x);
+            let g: [&[f32; H]; C] = core::array::from_fn(|c| &b[c].g2[t]);
+            let x: [&[f32; H]; C] = core::array::from_fn(|c| &f[c].h1[t]);
+            self.trunks[t].l2.accumulate_chunk(&g, &x);
+        }
+        let g: [&[f32; P]; C] = core::array::from_fn(|c| &b[c].gz);
+        let x: [&[f32; H]; C] = core::array::from_fn(|c| &f[c].h2[0]);
+        self.pi.accumulate_chunk(&g, &x);
+        let gv: [[f32; 1]; C] = core::array::from_fn(|c| [b[c].gv]);
+        let g: [&[f32; 1]; C] = core::array::from_fn(|c| &gv[c]);
+        let x: [&[f32; H]; C] = core::array::from_fn(|c| &f[c].h2[Self::CRITIC]);
+        self.v.accumulate_chunk(&g, &x);
+    }
+
     /// All parameters as flat slices, in a fixed order (trunks, policy, value, log-std).
     pub fn param_slices(&self) -> HVec<&[f32], MAX_SLICES> {
         let mut v: HVec<&[f32], MAX_SLICES> = HVec::new();
