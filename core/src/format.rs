@@ -108,8 +108,9 @@ pub struct PolicyHeader {
 
 /// CRC-32C (Castagnoli): reflected polynomial `0x82F63B78`, initial value and final XOR
 /// `0xFFFFFFFF` (`crc::CRC_32_ISCSI`, the one postcard's CRC examples use).
-/// Check value: `"123456789"` → `0xE3069283`.
-fn crc32c(bytes: &[u8]) -> u32 {
+/// Check value: `"123456789"` → `0xE3069283`. Public so that host tools (checkpoints,
+/// TensorBoard records) use the same implementation.
+pub fn crc32c(bytes: &[u8]) -> u32 {
     const TABLE: [u32; 256] = {
         let mut t = [0u32; 256];
         let mut i = 0;

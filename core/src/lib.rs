@@ -48,7 +48,7 @@ pub use config::{Config, Optimizer};
 pub use dense::{Activation, Dense};
 pub use error::Error;
 pub use format::{
-    encoded_len, encoded_len_parts, file_len, read_header, read_policy, read_policy_into,
+    crc32c, encoded_len, encoded_len_parts, file_len, read_header, read_policy, read_policy_into,
     write_policy, write_policy_parts, ObsNorm, PolicyArch, PolicyHeader, MAGIC, MAX_HIDDEN_LAYERS,
     VERSION,
 };

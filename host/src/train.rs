@@ -228,16 +228,7 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
     let out = args.out_dir();
     let (run, mut settings, resumed) = if args.resume {
         let (run, cfg) = RunDir::open_for_resume(&out)?;
-        let s: Settings = serde_json::from_value(
-            cfg.get("settings")
-                .cloned()
-                .unwrap_or(serde_json::Value::Null),
-        )
-        .map_err(|e| HostError::BadFile {
-            path: run.config_path(),
-            reason: format!("not an acktr run config: {e}"),
-        })?;
-        let mut s = s;
+        let mut s = run_settings(&run, &cfg)?;
         if let Some(total) = args.total_steps {
             s.total_steps = total; // a resumed run may be extended
         }
@@ -550,18 +541,24 @@ pub fn evaluate(
     Ok(returns.iter().sum::<f64>() / returns.len().max(1) as f64)
 }
 
-/// Rebuild a run's agent from its folder and last checkpoint.
-pub fn load_run(dir: &Path) -> Result<(Settings, Box<dyn Agent>)> {
-    let (run, cfg) = RunDir::open_for_resume(dir)?;
-    let mut s: Settings = serde_json::from_value(
-        cfg.get("settings")
+/// The [`Settings`] saved in a run's config.json.
+fn run_settings(run: &RunDir, config: &serde_json::Value) -> Result<Settings> {
+    serde_json::from_value(
+        config
+            .get("settings")
             .cloned()
             .unwrap_or(serde_json::Value::Null),
     )
     .map_err(|e| HostError::BadFile {
         path: run.config_path(),
         reason: format!("not an acktr run config: {e}"),
-    })?;
+    })
+}
+
+/// Rebuild a run's agent from its folder and last checkpoint.
+pub fn load_run(dir: &Path) -> Result<(Settings, Box<dyn Agent>)> {
+    let (run, cfg) = RunDir::open_for_resume(dir)?;
+    let mut s = run_settings(&run, &cfg)?;
     let env = envs::make(&s.env, 1)?;
     let backend = s.backend;
     let device = if s.device.contains("cuda") {

@@ -47,35 +47,9 @@ pub const VERSION: u16 = 1;
 /// Bytes before the metadata: magic, version, metadata length.
 const PREFIX: usize = 4 + 2 + 4;
 
-/// CRC-32C (Castagnoli): reflected polynomial `0x82F63B78`, initial value and final XOR
-/// `0xFFFFFFFF`, the CRC of iSCSI, TFRecord and the core's policy file.
-/// Check value: `crc32c(b"123456789") == 0xE3069283`.
-pub fn crc32c(bytes: &[u8]) -> u32 {
-    const TABLE: [u32; 256] = {
-        let mut t = [0u32; 256];
-        let mut i = 0;
-        while i < 256 {
-            let mut c = i as u32;
-            let mut k = 0;
-            while k < 8 {
-                c = if c & 1 != 0 {
-                    (c >> 1) ^ 0x82F6_3B78
-                } else {
-                    c >> 1
-                };
-                k += 1;
-            }
-            t[i] = c;
-            i += 1;
-        }
-        t
-    };
-    let mut c = !0u32;
-    for &b in bytes {
-        c = TABLE[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8);
-    }
-    !c
-}
+/// CRC-32C (Castagnoli), the CRC of iSCSI, TFRecord and the core's policy file: the core's
+/// implementation. Check value: `crc32c(b"123456789") == 0xE3069283`.
+pub use acktr_core::crc32c;
 
 /// A checkpoint: JSON metadata and named binary blobs.
 #[derive(Clone, Debug, PartialEq)]
