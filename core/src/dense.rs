@@ -316,11 +316,12 @@ pub(crate) fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    /// Uniform in `[-0.5, 0.5)` from a 64-bit LCG (Knuth's MMIX constants).
-    fn next(s: &mut u64) -> f32 {
+    /// Uniform in `[-0.5, 0.5)` from a 64-bit LCG (Knuth's MMIX constants); shared by the
+    /// crate's kernel tests.
+    pub(crate) fn next(s: &mut u64) -> f32 {
         *s = s
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1_442_695_040_888_963_407);

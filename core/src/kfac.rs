@@ -767,15 +767,8 @@ mod tests {
     //! sum, compared bit for bit: a release build that reorders or miscompiles a kernel fails
     //! here (rustc 1.95 did, for an earlier form of the across-row solve).
     use super::*;
+    use crate::dense::tests::next;
     use crate::policy::{Backward, Forward};
-
-    /// Uniform in `[-0.5, 0.5)` from a 64-bit LCG (Knuth's MMIX constants).
-    fn next(s: &mut u64) -> f32 {
-        *s = s
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (*s >> 40) as f32 / 16_777_216.0 - 0.5
-    }
 
     fn factors<const I: usize, const O: usize>(s: &mut u64) -> (InputFactor<I>, OutputFactor<O>) {
         let mut a = InputFactor::<I>::new();
