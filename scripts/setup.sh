@@ -11,10 +11,19 @@ if ! .venv/bin/python -c 'import sys, torch; sys.exit(torch.__version__.split("+
   echo "setup: installing torch==2.13.0 into .venv (about 4.7 GB, a few minutes)" >&2
   .venv/bin/pip install --quiet torch==2.13.0
 fi
-if [ -f python/requirements-gym.txt ] && ! .venv/bin/pip install --quiet --dry-run -r python/requirements-gym.txt 2>/dev/null | grep -q "Would install"; then
-  : # already satisfied
-elif [ -f python/requirements-gym.txt ]; then
-  echo "setup: installing the Gymnasium packages into .venv" >&2
-  .venv/bin/pip install --quiet -r python/requirements-gym.txt
+# The stamp records which requirements file was installed; the import check catches a
+# venv that lost packages. (pip's own --dry-run prints nothing under --quiet, so it
+# cannot tell "satisfied" from "missing".)
+req=python/requirements-gym.txt
+stamp=.venv/.requirements-gym.sha256
+if [ -f "$req" ]; then
+  want="$(sha256sum "$req" | cut -d' ' -f1)"
+  if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ] \
+    || ! .venv/bin/python -c 'import numpy, gymnasium, ale_py, minatar, mujoco' 2>/dev/null; then
+    echo "setup: installing the Gymnasium packages into .venv" >&2
+    .venv/bin/pip install --quiet -r "$req"
+    .venv/bin/python -c 'import numpy, gymnasium, ale_py, minatar, mujoco'
+    echo "$want" >"$stamp"
+  fi
 fi
 ln -sfn "$(.venv/bin/python -c 'import os, torch; print(os.path.dirname(torch.__file__))')" .venv/torch
