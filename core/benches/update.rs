@@ -49,8 +49,8 @@ fn bench_size<const H: usize>(c: &mut Criterion) {
         net.backward(&f, &[0.3, -0.3], 0.5, &mut b);
         fw.push((f, b));
     }
-    // As `Learner::update` adds them: rank-`CHUNK` updates of chunks of samples.
-    const C: usize = Learner::<4, 32, 2, 1>::CHUNK;
+    // As `Learner::update` adds them: rank-`BLOCK` updates of blocks of samples.
+    const C: usize = Learner::<4, 32, 2, 1>::BLOCK;
     let chunks: Vec<([Forward<4, H, 2, 1>; C], [Backward<H, 2, 1>; C])> = fw
         .chunks_exact(C)
         .map(|c| {

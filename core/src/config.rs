@@ -44,6 +44,12 @@ pub struct Config {
     /// Re-decompose the damped factors every this many updates. The paper's code: 10 (for an
     /// eigendecomposition); an `LDLᵀ` is cheap enough for 1 on small nets.
     pub inverse_every: u32,
+    /// Every `stat_stride`-th sample of a batch (samples `0, k, 2k, …`) feeds the Kronecker
+    /// factors; the loss gradient always uses every sample. The factors are running averages
+    /// over many updates, so a fraction of each batch estimates them almost as well (K-FAC,
+    /// Martens & Grosse 2015, estimates its statistics on a subset of the mini-batch) for
+    /// `1/k` of the Fisher backward pass and the statistics. Paper's code: 1 (every sample).
+    pub stat_stride: u32,
     /// Plain gradient steps (`cold_lr`, clipped) before the natural gradient starts, while the
     /// statistics warm up. Paper's code: 10.
     pub cold_iters: u32,
@@ -82,6 +88,7 @@ impl Config {
         stat_decay: 0.99,
         weight_decay: 0.0,
         inverse_every: 10,
+        stat_stride: 1,
         cold_iters: 10,
         cold_lr: 0.01,
         max_grad_norm: 0.5,
@@ -130,6 +137,9 @@ impl Config {
         }
         if self.inverse_every == 0 {
             return Err(Error::ConfigInvalid("inverse_every must be >= 1"));
+        }
+        if self.stat_stride == 0 {
+            return Err(Error::ConfigInvalid("stat_stride must be >= 1"));
         }
         if !nonneg(self.cold_lr) {
             return Err(Error::ConfigInvalid("cold_lr must be >= 0"));

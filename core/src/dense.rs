@@ -172,54 +172,97 @@ impl<const I: usize, const O: usize> Dense<I, O> {
         d
     }
 
-    /// `s = W x + b`.
-    ///
-    /// Four rows at a time share the loads of `x`; each row is summed as four partial sums over
-    /// `i mod 4`, added pairwise at the end, so it vectorises on the host and rounds the same
-    /// everywhere.
+    /// `s = W x + b` for one sample: [`Dense::forward_block`] with one lane (the same numbers).
     #[inline]
     pub fn forward(&self, x: &[f32; I], s: &mut [f32; O]) {
-        let full = O / 4 * 4;
-        for ((rows, so), bo) in self.w[..full]
-            .chunks_exact(4)
-            .zip(s[..full].chunks_exact_mut(4))
-            .zip(self.b[..full].chunks_exact(4))
-        {
-            if let Ok(rows) = <&[[f32; I]; 4]>::try_from(rows) {
-                let d = dot4(rows, x);
-                for q in 0..4 {
-                    so[q] = d[q] + bo[q];
+        let xb = x.map(|v| [v]);
+        let mut sb = [[0.0; 1]; O];
+        self.forward_block(&xb, &mut sb);
+        *s = sb.map(|v| v[0]);
+    }
+
+    /// `s = W x + b` for a block of `B` samples stored feature-major (`x[i][b]` is input `i`
+    /// of sample `b`, `s[o][b]` output `o`): `s[o][b] = (Σ_i W_oi x[i][b]) + b_o`, the sum over
+    /// `i` ascending.
+    ///
+    /// The samples are the SIMD lanes: every lane is summed in the same order, so a sample's
+    /// outputs are the same numbers for any `B` (one sample at a time on a microcontroller,
+    /// 32 at a time on the host). Four rows share each load of `x[i]`.
+    #[inline]
+    pub fn forward_block<const B: usize>(&self, x: &[[f32; B]; I], s: &mut [[f32; B]; O]) {
+        const R: usize = 4;
+        let full = O / R * R;
+        for o0 in (0..full).step_by(R) {
+            let mut acc = [[0.0f32; B]; R];
+            for (i, xi) in x.iter().enumerate() {
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let w = self.w[o0 + r][i];
+                    for (ab, xb) in a.iter_mut().zip(xi) {
+                        *ab += w * xb;
+                    }
+                }
+            }
+            for (r, a) in acc.iter().enumerate() {
+                let bias = self.b[o0 + r];
+                for (sb, ab) in s[o0 + r].iter_mut().zip(a) {
+                    *sb = ab + bias;
                 }
             }
         }
         for o in full..O {
-            s[o] = dot(&self.w[o], x) + self.b[o];
+            let mut acc = [0.0f32; B];
+            for (xi, &w) in x.iter().zip(&self.w[o]) {
+                for (ab, xb) in acc.iter_mut().zip(xi) {
+                    *ab += w * xb;
+                }
+            }
+            for (sb, ab) in s[o].iter_mut().zip(&acc) {
+                *sb = ab + self.b[o];
+            }
         }
     }
 
-    /// `∂L/∂x += Wᵀ g` for the pre-activation gradient `g`.
-    ///
-    /// Eight entries of `∂L/∂x` at a time stay in registers while the rows stream past; each
-    /// entry receives `g_o W_oi` for `o` ascending.
+    /// `∂L/∂x += Wᵀ g` for one sample: [`Dense::backward_input_block`] with one lane.
     #[inline]
     pub fn backward_input(&self, g: &[f32; O], dx: &mut [f32; I]) {
-        const B: usize = 8;
-        for jb in 0..I / B {
-            let j0 = jb * B;
-            let mut acc: [f32; B] = core::array::from_fn(|c| dx[j0 + c]);
-            for (row, &go) in self.w.iter().zip(g.iter()) {
-                for c in 0..B {
-                    acc[c] += go * row[j0 + c];
+        let gb = g.map(|v| [v]);
+        let mut db = dx.map(|v| [v]);
+        self.backward_input_block(&gb, &mut db);
+        *dx = db.map(|v| v[0]);
+    }
+
+    /// `∂L/∂x += Wᵀ g` for a block of `B` samples, feature-major like
+    /// [`Dense::forward_block`]: `dx[i][b] += Σ_o W_oi g[o][b]`, `o` ascending (the same
+    /// numbers for any `B`). Four entries of `∂L/∂x` share each load of `g[o]`.
+    #[inline]
+    pub fn backward_input_block<const B: usize>(
+        &self,
+        g: &[[f32; B]; O],
+        dx: &mut [[f32; B]; I],
+    ) {
+        const R: usize = 4;
+        let full = I / R * R;
+        for i0 in (0..full).step_by(R) {
+            let mut acc: [[f32; B]; R] = core::array::from_fn(|r| dx[i0 + r]);
+            for (row, go) in self.w.iter().zip(g) {
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let w = row[i0 + r];
+                    for (ab, gb) in a.iter_mut().zip(go) {
+                        *ab += w * gb;
+                    }
                 }
             }
-            dx[j0..j0 + B].copy_from_slice(&acc);
+            dx[i0..i0 + R].copy_from_slice(&acc);
         }
-        for j in I / B * B..I {
-            let mut acc = dx[j];
-            for (row, &go) in self.w.iter().zip(g.iter()) {
-                acc += go * row[j];
+        for i in full..I {
+            let mut acc = dx[i];
+            for (row, go) in self.w.iter().zip(g) {
+                let w = row[i];
+                for (ab, gb) in acc.iter_mut().zip(go) {
+                    *ab += w * gb;
+                }
             }
-            dx[j] = acc;
+            dx[i] = acc;
         }
     }
 
@@ -284,29 +327,6 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
-/// `[dot(r_0, x), …, dot(r_3, x)]`, each with [`dot`]'s summation order (bit for bit), the
-/// loads of `x` shared by the four rows.
-#[inline(always)]
-fn dot4<const I: usize>(r: &[[f32; I]; 4], x: &[f32; I]) -> [f32; 4] {
-    let mut acc = [[0.0f32; 4]; 4];
-    for k4 in 0..I / 4 {
-        let k0 = 4 * k4;
-        for c in 0..4 {
-            let xk = x[k0 + c];
-            for q in 0..4 {
-                acc[q][c] += r[q][k0 + c] * xk;
-            }
-        }
-    }
-    core::array::from_fn(|q| {
-        let mut s = (acc[q][0] + acc[q][1]) + (acc[q][2] + acc[q][3]);
-        for k in I / 4 * 4..I {
-            s += r[q][k] * x[k];
-        }
-        s
-    })
-}
-
 /// `y += α x`.
 #[inline(always)]
 pub(crate) fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
@@ -336,11 +356,15 @@ pub(crate) mod tests {
         let x: [[f32; I]; 4] = core::array::from_fn(|_| core::array::from_fn(|_| next(&mut s)));
         let g: [[f32; O]; 4] = core::array::from_fn(|_| core::array::from_fn(|_| next(&mut s)));
 
-        // Forward: each output is `dot(row, x) + b`.
+        // Forward: each output is `(Σ_i W_oi x_i) + b_o`, `i` ascending.
         let mut y = [0.0; O];
         d.forward(&x[0], &mut y);
         for o in 0..O {
-            assert_eq!(y[o].to_bits(), (dot(&d.w[o], &x[0]) + d.b[o]).to_bits());
+            let mut want = 0.0f32;
+            for i in 0..I {
+                want += d.w[o][i] * x[0][i];
+            }
+            assert_eq!(y[o].to_bits(), (want + d.b[o]).to_bits());
         }
         // Backward: `dx_i += g_o W_oi`, `o` ascending.
         let mut dx = x[1];
@@ -350,6 +374,24 @@ pub(crate) mod tests {
             axpy(g[0][o], &d.w[o], &mut want);
         }
         assert_eq!(dx, want);
+        // A block of samples (feature-major, the samples as lanes) is each sample alone.
+        let xb: [[f32; 4]; I] = core::array::from_fn(|i| core::array::from_fn(|c| x[c][i]));
+        let gb: [[f32; 4]; O] = core::array::from_fn(|o| core::array::from_fn(|c| g[c][o]));
+        let mut sb = [[0.0; 4]; O];
+        d.forward_block(&xb, &mut sb);
+        let mut db = xb;
+        d.backward_input_block(&gb, &mut db);
+        for c in 0..4 {
+            let (mut y, mut dx) = ([0.0; O], x[c]);
+            d.forward(&x[c], &mut y);
+            d.backward_input(&g[c], &mut dx);
+            for o in 0..O {
+                assert_eq!(sb[o][c].to_bits(), y[o].to_bits());
+            }
+            for i in 0..I {
+                assert_eq!(db[i][c].to_bits(), dx[i].to_bits());
+            }
+        }
         // A chunk of samples is the samples one by one, in order.
         let mut one = d;
         for c in 0..4 {

@@ -14,14 +14,13 @@ use crate::config::{Config, Optimizer};
 use crate::dense::Activation;
 use crate::head::{standard_normal, HeadKind};
 use crate::kfac::Curvature;
-use crate::policy::{ActorCritic, Backward, Forward};
+use crate::policy::{ActorCritic, Backward, BackwardBlock, Forward, ForwardBlock};
 use crate::rollout::{Rollout, Step};
 use crate::{trust_region, Error};
 
-/// Samples per rank-`CHUNK` update of the gradient and the factor statistics in
-/// [`Learner::update_steps`]: the chunk's forward passes, loss and Fisher gradients wait on the
-/// stack (4-32-32: 3.3 KiB). 8 saved under 1% more on a Cortex-M4 for twice the stack.
-const CHUNK: usize = 4;
+/// Samples per block in [`Learner::update_steps`] (see [`Learner::update_steps_in_blocks`]):
+/// the block's forward passes and gradients wait on the stack (4-32-32: about 6.6 KiB).
+const BLOCK: usize = 4;
 
 /// What one update did (means over the batch).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -59,11 +58,8 @@ pub struct Learner<const OBS: usize, const H: usize, const P: usize, const T: us
 }
 
 impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<OBS, H, P, T> {
-    /// Samples per chunk in [`Learner::update_steps`]: the gradient and the factor statistics
-    /// take one rank-`CHUNK` update per chunk ([`ActorCritic::accumulate_chunk`],
-    /// [`Curvature::observe_chunk`]), the chunk's forward passes and gradients waiting on the
-    /// stack (a batch that is not a multiple ends with single-sample updates).
-    pub const CHUNK: usize = CHUNK;
+    /// Samples per block in [`Learner::update_steps`]: small, for a microcontroller's stack.
+    pub const BLOCK: usize = BLOCK;
 
     /// A learner for `net`; fails if `config` is out of range.
     pub fn new(config: Config, net: ActorCritic<OBS, H, P, T>) -> Result<Self, Error> {
@@ -172,6 +168,17 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
         steps: &[Step<OBS, P>],
         rng: &mut impl RngCore,
     ) -> Result<UpdateStats, Error> {
+        self.update_steps_in_blocks::<BLOCK>(steps, rng)
+    }
+
+    /// [`Learner::update_steps`], processing the samples `B` at a time (the samples are the
+    /// SIMD lanes of the layer kernels; the host uses 32). The weights after the update are
+    /// the same, bit for bit, for every `B ≥ 1`: only speed and stack use depend on it.
+    pub fn update_steps_in_blocks<const B: usize>(
+        &mut self,
+        steps: &[Step<OBS, P>],
+        rng: &mut impl RngCore,
+    ) -> Result<UpdateStats, Error> {
         let cfg = self.config;
         cfg.validate()?;
         let b = steps.len();
@@ -193,10 +200,17 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
         }
         let w_stat = (1.0 - rho) * inv_b;
 
-        // Loss gradient (and Fisher statistics), a few samples at a time: no batch-sized
-        // buffers.
+        // Loss gradient and Fisher statistics, `B` samples at a time: no batch-sized buffers.
+        // With a stride the statistics take a second pass over their samples.
         self.grad.map_mut(|g| *g = 0.0);
-        let mut stats = self.gradient_and_statistics(steps, natural, w_stat, rng);
+        let stride = cfg.stat_stride as usize;
+        let together = natural && stride == 1;
+        let mut stats = self.gradient_and_statistics::<B>(steps.iter(), true, together, w_stat, rng);
+        if natural && !together {
+            let n = b.div_ceil(stride);
+            let w = (1.0 - rho) / n as f32;
+            self.gradient_and_statistics::<B>(steps.iter().step_by(stride), false, true, w, rng);
+        }
         stats.policy_loss *= inv_b;
         stats.value_loss *= inv_b;
         stats.entropy *= inv_b;
@@ -265,76 +279,114 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
         Ok(stats)
     }
 
-    /// The per-sample part of [`Learner::update_steps`]: adds every sample's loss gradient to
-    /// `grad` (not yet divided by the batch size) and, if `natural`, its Fisher statistics
-    /// (weight `w_stat`) to the curvature; returns the loss sums.
+    /// The per-sample part of [`Learner::update_steps`]: if `loss`, adds every sample's loss
+    /// gradient to `grad` (not yet divided by the batch size) and returns the loss sums; if
+    /// `fisher`, adds every sample's Fisher statistics (weight `w_stat`) to the curvature.
     ///
-    /// Not inlined, so that the chunk buffers live in this frame only while the samples are
+    /// Samples go in blocks of `B`: one forward and up to two backward passes per block with
+    /// the samples as SIMD lanes ([`ActorCritic::forward_block`]), then the loss gradient and
+    /// the factor statistics each take one rank-`B` update ([`ActorCritic::accumulate_chunk`],
+    /// [`Curvature::observe_chunk`]), every stored number read and written once per block. The
+    /// sums run over the samples in order, so the result is the same for every `B`.
+    ///
+    /// Not inlined, so that the block buffers live in this frame only while the samples are
     /// processed, not beside the preconditioning's temporaries.
     #[inline(never)]
-    fn gradient_and_statistics(
+    fn gradient_and_statistics<'a, const B: usize>(
         &mut self,
-        steps: &[Step<OBS, P>],
-        natural: bool,
+        mut steps: impl Iterator<Item = &'a Step<OBS, P>>,
+        loss: bool,
+        fisher: bool,
         w_stat: f32,
         rng: &mut impl RngCore,
     ) -> UpdateStats {
         let cfg = self.config;
-        let mut stats = UpdateStats {
-            samples: steps.len() as u32,
-            ..UpdateStats::default()
-        };
-        // Samples go in chunks of `CHUNK`: their forward passes and gradients wait in these
-        // small buffers, so that the loss gradient and the factor statistics each take one
-        // rank-`CHUNK` update per chunk (every stored number read and written once) instead
-        // of one per sample. The sums are the same, in the same order.
-        let mut fs = [Forward::zeros(); CHUNK];
-        let mut loss = [Backward::zeros(); CHUNK];
-        let mut fisher = [Backward::zeros(); CHUNK];
-        for chunk in steps.chunks(CHUNK) {
-            for (((s, f), lg), fg) in chunk
-                .iter()
-                .zip(fs.iter_mut())
-                .zip(loss.iter_mut())
-                .zip(fisher.iter_mut())
-            {
-                self.net.forward(&s.obs, f);
-                let mut gz = [0.0; P];
-                let (logp, ent) = self.net.head.loss_grad(
-                    &f.z,
-                    &self.net.log_std,
-                    &s.action,
-                    s.advantage,
-                    cfg.entropy_coef,
-                    &mut gz,
-                    &mut self.grad.log_std,
-                );
-                let gv = 2.0 * cfg.value_coef * (f.v - s.ret);
-                self.net.backward(f, &gz, gv, lg);
-                stats.policy_loss -= s.advantage * logp;
-                stats.value_loss += (s.ret - f.v) * (s.ret - f.v);
-                stats.entropy += ent;
-
-                if natural {
-                    self.net
-                        .head
-                        .fisher_grad(&f.z, &self.net.log_std, rng, &mut gz);
-                    let gv = -cfg.vf_fisher_coef * standard_normal(rng);
-                    self.net.backward(f, &gz, gv, fg);
+        let mut stats = UpdateStats::default();
+        let mut fb = ForwardBlock::<OBS, H, P, T, B>::zeros();
+        let mut bb = BackwardBlock::<H, P, T, B>::zeros();
+        let mut fs = [Forward::zeros(); B];
+        let mut lgs = [Backward::zeros(); B];
+        let mut fgs = [Backward::zeros(); B];
+        let (mut gz_loss, mut gz_fisher) = ([[0.0f32; B]; P], [[0.0f32; B]; P]);
+        let (mut gv_loss, mut gv_fisher) = ([0.0f32; B], [0.0f32; B]);
+        let mut block: [Option<&Step<OBS, P>>; B] = [None; B];
+        loop {
+            let mut n = 0;
+            for slot in block.iter_mut() {
+                *slot = steps.next();
+                if let Some(s) = slot {
+                    fb.set_obs(n, &s.obs);
+                    n += 1;
                 }
             }
-            if chunk.len() == CHUNK {
-                self.grad.accumulate_chunk(&fs, &loss);
-                if natural {
-                    self.curvature.observe_chunk(&fs, &fisher, w_stat);
+            if n == 0 {
+                break;
+            }
+            stats.samples += n as u32;
+            self.net.forward_block(&mut fb);
+            for (b, s) in block.iter().take(n).enumerate() {
+                let Some(s) = s else { break };
+                let z = fb.z_of(b);
+                let v = fb.v[0][b];
+                let mut gz = [0.0; P];
+                if loss {
+                    let (logp, ent) = self.net.head.loss_grad(
+                        &z,
+                        &self.net.log_std,
+                        &s.action,
+                        s.advantage,
+                        cfg.entropy_coef,
+                        &mut gz,
+                        &mut self.grad.log_std,
+                    );
+                    for (row, g) in gz_loss.iter_mut().zip(gz) {
+                        row[b] = g;
+                    }
+                    gv_loss[b] = 2.0 * cfg.value_coef * (v - s.ret);
+                    stats.policy_loss -= s.advantage * logp;
+                    stats.value_loss += (s.ret - v) * (s.ret - v);
+                    stats.entropy += ent;
+                }
+                if fisher {
+                    self.net
+                        .head
+                        .fisher_grad(&z, &self.net.log_std, rng, &mut gz);
+                    for (row, g) in gz_fisher.iter_mut().zip(gz) {
+                        row[b] = g;
+                    }
+                    gv_fisher[b] = -cfg.vf_fisher_coef * standard_normal(rng);
+                }
+            }
+            // Lanes past the end of a short last block carry stale numbers that are never
+            // summed.
+            fb.unpack(&mut fs);
+            if loss {
+                self.net.backward_block(&fb, &gz_loss, &gv_loss, &mut bb);
+                bb.unpack(&mut lgs);
+            }
+            if fisher {
+                self.net.backward_block(&fb, &gz_fisher, &gv_fisher, &mut bb);
+                bb.unpack(&mut fgs);
+            }
+            if n == B {
+                if loss {
+                    self.grad.accumulate_chunk(&fs, &lgs);
+                }
+                if fisher {
+                    self.curvature.observe_chunk(&fs, &fgs, w_stat);
                 }
             } else {
-                for ((f, lg), fg) in fs.iter().zip(&loss).zip(&fisher).take(chunk.len()) {
-                    self.grad.accumulate(f, lg);
-                    if natural {
+                for ((f, lg), fg) in fs.iter().zip(&lgs).zip(&fgs).take(n) {
+                    if loss {
+                        self.grad.accumulate(f, lg);
+                    }
+                    if fisher {
                         self.curvature.observe(f, fg, w_stat);
                     }
                 }
+            }
+            if n < B {
+                break;
             }
         }
         stats

@@ -55,6 +55,9 @@ pub use format::{
 pub use head::{log_softmax, standard_normal, uniform01, HeadKind};
 pub use kfac::{damping_split, precondition, Curvature, InputFactor, OutputFactor};
 pub use learner::{Learner, UpdateStats};
-pub use policy::{ActorCritic, Backward, Forward, SeparateActorCritic, SharedActorCritic, Trunk};
+pub use policy::{
+    ActorCritic, Backward, BackwardBlock, Forward, ForwardBlock, SeparateActorCritic,
+    SharedActorCritic, Trunk,
+};
 pub use rollout::{Ending, Gae, Rollout, Step};
 pub use runner::{env_action, evaluate, Episode, Runner};

@@ -100,6 +100,113 @@ impl<const H: usize, const P: usize, const T: usize> Backward<H, P, T> {
     }
 }
 
+/// [`Forward`] for a block of `B` samples, feature-major: `h1[t][k][b]` is unit `k` of sample
+/// `b`. The samples are the SIMD lanes of the layer kernels ([`Dense::forward_block`]), and
+/// every sample's numbers are those of [`ActorCritic::forward`] alone.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ForwardBlock<const OBS: usize, const H: usize, const P: usize, const T: usize, const B: usize>
+{
+    /// Observations, `x[i][b]`.
+    pub x: [[f32; B]; OBS],
+    /// First hidden outputs per trunk.
+    pub h1: [[[f32; B]; H]; T],
+    /// Second hidden outputs per trunk.
+    pub h2: [[[f32; B]; H]; T],
+    /// Policy outputs.
+    pub z: [[f32; B]; P],
+    /// Values, `v[0][b]`.
+    pub v: [[f32; B]; 1],
+}
+
+/// [`Backward`] for a block of `B` samples, feature-major like [`ForwardBlock`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BackwardBlock<const H: usize, const P: usize, const T: usize, const B: usize> {
+    /// First hidden layer of each trunk.
+    pub g1: [[[f32; B]; H]; T],
+    /// Second hidden layer of each trunk.
+    pub g2: [[[f32; B]; H]; T],
+    /// Policy head.
+    pub gz: [[f32; B]; P],
+    /// Value head, `gv[0][b]`.
+    pub gv: [[f32; B]; 1],
+}
+
+/// `out[b][k] = m[k][b]`.
+#[inline]
+fn lanes_to_rows<const N: usize, const B: usize>(m: &[[f32; B]; N], out: &mut [&mut [f32; N]; B]) {
+    for (k, row) in m.iter().enumerate() {
+        for (o, &v) in out.iter_mut().zip(row) {
+            o[k] = v;
+        }
+    }
+}
+
+impl<const OBS: usize, const H: usize, const P: usize, const T: usize, const B: usize>
+    ForwardBlock<OBS, H, P, T, B>
+{
+    /// All zeros.
+    pub const fn zeros() -> Self {
+        Self {
+            x: [[0.0; B]; OBS],
+            h1: [[[0.0; B]; H]; T],
+            h2: [[[0.0; B]; H]; T],
+            z: [[0.0; B]; P],
+            v: [[0.0; B]; 1],
+        }
+    }
+
+    /// Put observation `obs` in lane `b`.
+    #[inline]
+    pub fn set_obs(&mut self, b: usize, obs: &[f32; OBS]) {
+        for (row, &o) in self.x.iter_mut().zip(obs) {
+            row[b] = o;
+        }
+    }
+
+    /// Policy outputs of lane `b`.
+    #[inline]
+    pub fn z_of(&self, b: usize) -> [f32; P] {
+        core::array::from_fn(|p| self.z[p][b])
+    }
+
+    /// Lane by lane, as per-sample [`Forward`]s.
+    pub fn unpack(&self, out: &mut [Forward<OBS, H, P, T>; B]) {
+        lanes_to_rows(&self.x, &mut out.each_mut().map(|f| &mut f.x));
+        for t in 0..T {
+            lanes_to_rows(&self.h1[t], &mut out.each_mut().map(|f| &mut f.h1[t]));
+            lanes_to_rows(&self.h2[t], &mut out.each_mut().map(|f| &mut f.h2[t]));
+        }
+        lanes_to_rows(&self.z, &mut out.each_mut().map(|f| &mut f.z));
+        for (f, &v) in out.iter_mut().zip(&self.v[0]) {
+            f.v = v;
+        }
+    }
+}
+
+impl<const H: usize, const P: usize, const T: usize, const B: usize> BackwardBlock<H, P, T, B> {
+    /// All zeros.
+    pub const fn zeros() -> Self {
+        Self {
+            g1: [[[0.0; B]; H]; T],
+            g2: [[[0.0; B]; H]; T],
+            gz: [[0.0; B]; P],
+            gv: [[0.0; B]; 1],
+        }
+    }
+
+    /// Lane by lane, as per-sample [`Backward`]s.
+    pub fn unpack(&self, out: &mut [Backward<H, P, T>; B]) {
+        for t in 0..T {
+            lanes_to_rows(&self.g1[t], &mut out.each_mut().map(|g| &mut g.g1[t]));
+            lanes_to_rows(&self.g2[t], &mut out.each_mut().map(|g| &mut g.g2[t]));
+        }
+        lanes_to_rows(&self.gz, &mut out.each_mut().map(|g| &mut g.gz));
+        for (g, &v) in out.iter_mut().zip(&self.gv[0]) {
+            g.gv = v;
+        }
+    }
+}
+
 /// Upper bound on the number of parameter slices (`4T + 5` with `T ≤ 2`).
 pub(crate) const MAX_SLICES: usize = 13;
 
@@ -148,22 +255,29 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> ActorCrit
         T * (H * OBS + H + H * H + H) + P * H + P + H + 1 + P
     }
 
-    /// Forward pass for one observation, keeping everything backward and K-FAC need.
+    /// Forward pass for one observation, keeping everything backward and K-FAC need:
+    /// [`ActorCritic::forward_block`] with one lane (the same numbers).
     #[inline]
     pub fn forward(&self, obs: &[f32; OBS], f: &mut Forward<OBS, H, P, T>) {
-        f.x = *obs;
+        let mut fb = ForwardBlock::<OBS, H, P, T, 1>::zeros();
+        fb.set_obs(0, obs);
+        self.forward_block(&mut fb);
+        fb.unpack(core::array::from_mut(f));
+    }
+
+    /// Forward pass of a block of `B` samples whose observations are in `f.x`.
+    #[inline]
+    pub fn forward_block<const B: usize>(&self, f: &mut ForwardBlock<OBS, H, P, T, B>) {
         let act = self.activation;
         for t in 0..T {
             let tr = &self.trunks[t];
-            tr.l1.forward(obs, &mut f.h1[t]);
-            f.h1[t].iter_mut().for_each(|y| *y = act.apply(*y));
-            tr.l2.forward(&f.h1[t], &mut f.h2[t]);
-            f.h2[t].iter_mut().for_each(|y| *y = act.apply(*y));
+            tr.l1.forward_block(&f.x, &mut f.h1[t]);
+            f.h1[t].as_flattened_mut().iter_mut().for_each(|y| *y = act.apply(*y));
+            tr.l2.forward_block(&f.h1[t], &mut f.h2[t]);
+            f.h2[t].as_flattened_mut().iter_mut().for_each(|y| *y = act.apply(*y));
         }
-        self.pi.forward(&f.h2[0], &mut f.z);
-        let mut v = [0.0];
-        self.v.forward(&f.h2[Self::CRITIC], &mut v);
-        f.v = v[0];
+        self.pi.forward_block(&f.h2[0], &mut f.z);
+        self.v.forward_block(&f.h2[Self::CRITIC], &mut f.v);
     }
 
     /// Value `V(s)` only.
@@ -193,7 +307,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> ActorCrit
     }
 
     /// Backward from head-output gradients `gz` (policy) and `gv` (value) to every layer's
-    /// pre-activation gradient.
+    /// pre-activation gradient: [`ActorCritic::backward_block`] with one lane.
     #[inline]
     pub fn backward(
         &self,
@@ -202,20 +316,54 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> ActorCrit
         gv: f32,
         b: &mut Backward<H, P, T>,
     ) {
+        let mut fb = ForwardBlock::<OBS, H, P, T, 1>::zeros();
+        fb.h1 = f.h1.map(|h| h.map(|v| [v]));
+        fb.h2 = f.h2.map(|h| h.map(|v| [v]));
+        let mut bb = BackwardBlock::zeros();
+        self.backward_block(&fb, &gz.map(|v| [v]), &[gv], &mut bb);
+        bb.unpack(core::array::from_mut(b));
+    }
+
+    /// Backward of a block: from the head-output gradients `gz[p][b]` and `gv[b]` to every
+    /// layer's pre-activation gradient, `g = σ'(s) ⊙ Wᵀ g_above` (a shared trunk's second
+    /// layer receives the policy head's part, then the value head's).
+    #[inline]
+    pub fn backward_block<const B: usize>(
+        &self,
+        f: &ForwardBlock<OBS, H, P, T, B>,
+        gz: &[[f32; B]; P],
+        gv: &[f32; B],
+        b: &mut BackwardBlock<H, P, T, B>,
+    ) {
         b.gz = *gz;
-        b.gv = gv;
+        b.gv = [*gv];
         let act = self.activation;
-        let mut dh2 = [[0.0f32; H]; T];
-        self.pi.backward_input(gz, &mut dh2[0]);
-        self.v.backward_input(&[gv], &mut dh2[Self::CRITIC]);
+        let mut dh = [[0.0f32; B]; H];
         for t in 0..T {
-            for k in 0..H {
-                b.g2[t][k] = dh2[t][k] * act.derivative_from_output(f.h2[t][k]);
+            dh.iter_mut().for_each(|r| *r = [0.0; B]);
+            if t == 0 {
+                self.pi.backward_input_block(gz, &mut dh);
             }
-            let mut dh1 = [0.0f32; H];
-            self.trunks[t].l2.backward_input(&b.g2[t], &mut dh1);
-            for k in 0..H {
-                b.g1[t][k] = dh1[k] * act.derivative_from_output(f.h1[t][k]);
+            if t == Self::CRITIC {
+                self.v.backward_input_block(&b.gv, &mut dh);
+            }
+            for ((g, d), y) in b.g2[t]
+                .as_flattened_mut()
+                .iter_mut()
+                .zip(dh.as_flattened())
+                .zip(f.h2[t].as_flattened())
+            {
+                *g = d * act.derivative_from_output(*y);
+            }
+            dh.iter_mut().for_each(|r| *r = [0.0; B]);
+            self.trunks[t].l2.backward_input_block(&b.g2[t], &mut dh);
+            for ((g, d), y) in b.g1[t]
+                .as_flattened_mut()
+                .iter_mut()
+                .zip(dh.as_flattened())
+                .zip(f.h1[t].as_flattened())
+            {
+                *g = d * act.derivative_from_output(*y);
             }
         }
     }

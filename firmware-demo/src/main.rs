@@ -734,11 +734,11 @@ struct Pieces {
 }
 
 /// Time the pieces of an update by hand with the core's public parts, as
-/// `Learner::update_steps` runs them (chunks of `Learner::CHUNK` samples: the gradient and the
-/// statistics take one rank-`CHUNK` update per chunk), on the probe's own statistics (their
+/// `Learner::update_steps` runs them (blocks of `Learner::BLOCK` samples: the gradient and the
+/// statistics take one rank-`BLOCK` update per block), on the probe's own statistics (their
 /// cost does not depend on the values).
 fn time_pieces(p: &mut Probe, batch: &Batch) -> Result<Pieces, Failure> {
-    const C: usize = Learn::CHUNK;
+    const C: usize = Learn::BLOCK;
     let cfg = ACKTR;
     let mut rng = Pcg64::from_seed(7);
     let mut fs = [Forward::zeros(); C];

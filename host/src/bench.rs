@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use acktr_core::{Config, HeadKind};
+use acktr_core::Config;
 
 use crate::agent::{Agent, HostRollout};
 use crate::envs;
@@ -24,6 +24,14 @@ pub struct BenchArgs {
     /// Skip the Nature CNN table.
     #[arg(long)]
     pub no_conv: bool,
+    /// Also time this many whole `acktr train --env Pendulum-v1` processes (the preset,
+    /// 307,200 env steps, seeds 0, 1, …; 0: skip) and report the median wall time.
+    #[arg(long, default_value_t = 0)]
+    pub pendulum_runs: usize,
+    /// With `--pendulum-runs`: a peer's command (e.g. a built RLtools Pendulum PPO binary),
+    /// timed the same number of times, interleaved with ours, for a table in one session.
+    #[arg(long)]
+    pub beside: Option<String>,
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -80,33 +88,120 @@ fn bench_config(algo: Algo) -> Config {
     }
 }
 
+/// Whole-process wall time of the Pendulum-v1 preset (and of a peer's command beside it),
+/// interleaved run by run.
+fn pendulum_table(args: &BenchArgs) -> Result<String> {
+    use std::process::{Command, Stdio};
+    use crate::error::HostError;
+    let exe = std::env::current_exe().map_err(|e| HostError::io("the acktr executable", e))?;
+    let dir = std::env::temp_dir().join(format!("acktr-bench-{}", std::process::id()));
+    let time = |cmd: &mut Command| -> Result<f64> {
+        let t = Instant::now();
+        let status = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|e| HostError::io(format!("{cmd:?}"), e))?;
+        let secs = t.elapsed().as_secs_f64();
+        if !status.success() {
+            return Err(HostError::InvalidSetting(format!(
+                "bench: {cmd:?} failed ({status})"
+            )));
+        }
+        Ok(secs)
+    };
+    let (mut ours, mut peer) = (Vec::new(), Vec::new());
+    for seed in 0..args.pendulum_runs {
+        let out = dir.join(format!("pendulum-{seed}"));
+        ours.push(time(
+            Command::new(&exe)
+                .args(["train", "--env", "Pendulum-v1", "--seed", &seed.to_string()])
+                .arg("--out")
+                .arg(&out),
+        )?);
+        if let Some(cmd) = &args.beside {
+            peer.push(time(Command::new("sh").args(["-c", cmd]))?);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let med = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let list = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.2}"))
+            .collect::<Vec<_>>()
+            .join(" · ")
+    };
+    let steps = 307_200.0;
+    let mut out = String::from(
+        "\n## Pendulum-v1, 307,200 env steps, whole process (one thread)\n\n| trainer | runs (s) | median | env-steps/s |\n|---|---|---|---|\n",
+    );
+    out += &format!(
+        "| acktr train --env Pendulum-v1 (native ACKTR preset) | {} | {:.2} s | {:.0} |\n",
+        list(&ours),
+        med(&ours),
+        steps / med(&ours)
+    );
+    if let Some(cmd) = &args.beside {
+        out += &format!(
+            "| `{cmd}` | {} | {:.2} s | {:.0} |\n",
+            list(&peer),
+            med(&peer),
+            steps / med(&peer)
+        );
+        out += &format!(
+            "\nOur median wall time / theirs: {:.2}\n",
+            med(&ours) / med(&peer)
+        );
+    }
+    Ok(out)
+}
+
 /// Run the benchmark; returns the markdown report.
 pub fn bench(args: &BenchArgs) -> Result<String> {
     let mut out = String::new();
     out += "## MLP 64-64 (tanh, shared trunk), CartPole-v1, 16 envs × 20 steps\n\n";
     out += "| backend | algo | env-steps/s (whole loop) | update (median) |\n|---|---|---|---|\n";
     let mut ratios = Vec::new();
-    for backend in ["native", "tch"] {
+    let backends: &[&str] = if cfg!(feature = "torch") {
+        &["native", "tch"]
+    } else {
+        &["native"]
+    };
+    for &backend in backends {
         let mut rows = Vec::new();
-        for algo in [Algo::Acktr, Algo::A2c] {
-            let mut agent = make(backend, algo)?;
+        for (algo, stride) in [(Algo::Acktr, 1), (Algo::Acktr, 4), (Algo::A2c, 1)] {
+            let mut agent = make(backend, algo, stride)?;
             let r = mlp_row(agent.as_mut(), args.updates)?;
+            let name = match algo {
+                Algo::Acktr => format!("ACKTR, stat_stride {stride}"),
+                Algo::A2c => "A2C".into(),
+            };
             out += &format!(
-                "| {backend} | {algo:?} | {:.0} | {:.3} ms |\n",
+                "| {backend} | {name} | {:.0} | {:.3} ms |\n",
                 r.sps,
                 ms(r.update)
             );
             rows.push(r);
         }
-        ratios.push((
-            backend,
-            rows[0].sps / rows[1].sps,
-            rows[0].update.as_secs_f64() / rows[1].update.as_secs_f64(),
-        ));
+        for (k, stride) in [(0, 1), (1, 4)] {
+            ratios.push((
+                backend,
+                stride,
+                rows[k].sps / rows[2].sps,
+                rows[k].update.as_secs_f64() / rows[2].update.as_secs_f64(),
+            ));
+        }
     }
-    out += "\n| backend | ACKTR/A2C throughput | ACKTR/A2C update time |\n|---|---|---|\n";
-    for (b, t, u) in ratios {
-        out += &format!("| {b} | {t:.2} | {u:.2} |\n");
+    out += "\n| backend | stat_stride | ACKTR/A2C throughput | ACKTR/A2C update time |\n|---|---|---|---|\n";
+    for (b, stride, t, u) in ratios {
+        out += &format!("| {b} | {stride} | {t:.2} | {u:.2} |\n");
+    }
+    if args.pendulum_runs > 0 {
+        out += &pendulum_table(args)?;
     }
     #[cfg(feature = "torch")]
     {
@@ -115,10 +210,13 @@ pub fn bench(args: &BenchArgs) -> Result<String> {
     Ok(out)
 }
 
-fn make(backend: &str, algo: Algo) -> Result<Box<dyn Agent>> {
+fn make(backend: &str, algo: Algo, stat_stride: u32) -> Result<Box<dyn Agent>> {
     let targs = TrainArgs::parse_for_bench(algo, backend);
     let mut s = targs.resolve()?;
-    s.config = bench_config(algo);
+    s.config = Config {
+        stat_stride,
+        ..bench_config(algo)
+    };
     let env = envs::make("CartPole-v1", 1)?;
     crate::train::make_agent(&mut s, env.as_ref(), crate::settings::DeviceArg::Cpu)
 }
@@ -128,7 +226,7 @@ fn tch_tables(args: &BenchArgs) -> Result<String> {
     use crate::torch::agent::TorchAgent;
     use crate::torch::learner::Timings;
     use crate::torch::net::Arch;
-    use acktr_core::Activation;
+    use acktr_core::{Activation, HeadKind};
 
     let breakdown = |t: &[Timings]| -> [f64; 6] {
         let pick = |f: fn(&Timings) -> Duration| ms(median(t.iter().map(f).collect()));

@@ -56,10 +56,20 @@ impl TorchKfac {
         fw: &Forward,
         g: &[Tensor],
     ) -> (Vec<Option<Tensor>>, Vec<Tensor>) {
+        Self::batch_stats_of(net, &fw.inputs, g)
+    }
+
+    /// [`TorchKfac::batch_stats`] from the layer-group inputs and pre-activation gradients
+    /// (any subset of the batch's rows, e.g. every `stat_stride`-th sample).
+    pub fn batch_stats_of(
+        net: &TorchNet,
+        inputs: &[Tensor],
+        g: &[Tensor],
+    ) -> (Vec<Option<Tensor>>, Vec<Tensor>) {
         let mut a_batch: Vec<Option<Tensor>> = (0..net.groups).map(|_| None).collect();
         let mut s_batch = Vec::with_capacity(net.layers.len());
         for (li, l) in net.layers.iter().enumerate() {
-            let input = &fw.inputs[l.group];
+            let input = &inputs[l.group];
             let bsz = input.size()[0] as f64;
             if a_batch[l.group].is_none() {
                 let rows = match l.conv {

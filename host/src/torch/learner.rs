@@ -212,7 +212,21 @@ impl TorchLearner {
             let fisher = fisher_pg + fisher_v;
             let pre: Vec<&Tensor> = fw.pre.iter().collect();
             let g = Tensor::run_backward(&[&fisher], &pre, true, false);
-            let (a_batch, s_batch) = TorchKfac::batch_stats(net, &fw, &g);
+            // Every `stat_stride`-th sample feeds the factors, as in the core.
+            let (a_batch, s_batch) = if cfg.stat_stride > 1 {
+                let idx = Tensor::arange_start_step(
+                    0,
+                    b,
+                    i64::from(cfg.stat_stride),
+                    (Kind::Int64, fw.z.device()),
+                );
+                let rows = |ts: &[Tensor]| -> Vec<Tensor> {
+                    ts.iter().map(|t| t.index_select(0, &idx)).collect()
+                };
+                TorchKfac::batch_stats_of(net, &rows(&fw.inputs), &rows(&g))
+            } else {
+                TorchKfac::batch_stats(net, &fw, &g)
+            };
             let k = self.updates as f64;
             let rho = (cfg.stat_decay as f64).min(k / (k + 1.0));
             self.kfac.accumulate(a_batch, s_batch, rho);
