@@ -235,11 +235,7 @@ impl<const I: usize, const O: usize> Dense<I, O> {
     /// [`Dense::forward_block`]: `dx[i][b] += Σ_o W_oi g[o][b]`, `o` ascending (the same
     /// numbers for any `B`). Four entries of `∂L/∂x` share each load of `g[o]`.
     #[inline]
-    pub fn backward_input_block<const B: usize>(
-        &self,
-        g: &[[f32; B]; O],
-        dx: &mut [[f32; B]; I],
-    ) {
+    pub fn backward_input_block<const B: usize>(&self, g: &[[f32; B]; O], dx: &mut [[f32; B]; I]) {
         const R: usize = 4;
         let full = I / R * R;
         for i0 in (0..full).step_by(R) {

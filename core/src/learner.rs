@@ -205,7 +205,8 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
         self.grad.map_mut(|g| *g = 0.0);
         let stride = cfg.stat_stride as usize;
         let together = natural && stride == 1;
-        let mut stats = self.gradient_and_statistics::<B>(steps.iter(), true, together, w_stat, rng);
+        let mut stats =
+            self.gradient_and_statistics::<B>(steps.iter(), true, together, w_stat, rng);
         if natural && !together {
             let n = b.div_ceil(stride);
             let w = (1.0 - rho) / n as f32;
@@ -365,7 +366,8 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
                 bb.unpack(&mut lgs);
             }
             if fisher {
-                self.net.backward_block(&fb, &gz_fisher, &gv_fisher, &mut bb);
+                self.net
+                    .backward_block(&fb, &gz_fisher, &gv_fisher, &mut bb);
                 bb.unpack(&mut fgs);
             }
             if n == B {

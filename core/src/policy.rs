@@ -104,8 +104,13 @@ impl<const H: usize, const P: usize, const T: usize> Backward<H, P, T> {
 /// `b`. The samples are the SIMD lanes of the layer kernels ([`Dense::forward_block`]), and
 /// every sample's numbers are those of [`ActorCritic::forward`] alone.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ForwardBlock<const OBS: usize, const H: usize, const P: usize, const T: usize, const B: usize>
-{
+pub struct ForwardBlock<
+    const OBS: usize,
+    const H: usize,
+    const P: usize,
+    const T: usize,
+    const B: usize,
+> {
     /// Observations, `x[i][b]`.
     pub x: [[f32; B]; OBS],
     /// First hidden outputs per trunk.
@@ -272,9 +277,15 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> ActorCrit
         for t in 0..T {
             let tr = &self.trunks[t];
             tr.l1.forward_block(&f.x, &mut f.h1[t]);
-            f.h1[t].as_flattened_mut().iter_mut().for_each(|y| *y = act.apply(*y));
+            f.h1[t]
+                .as_flattened_mut()
+                .iter_mut()
+                .for_each(|y| *y = act.apply(*y));
             tr.l2.forward_block(&f.h1[t], &mut f.h2[t]);
-            f.h2[t].as_flattened_mut().iter_mut().for_each(|y| *y = act.apply(*y));
+            f.h2[t]
+                .as_flattened_mut()
+                .iter_mut()
+                .for_each(|y| *y = act.apply(*y));
         }
         self.pi.forward_block(&f.h2[0], &mut f.z);
         self.v.forward_block(&f.h2[Self::CRITIC], &mut f.v);

@@ -91,8 +91,8 @@ fn bench_config(algo: Algo) -> Config {
 /// Whole-process wall time of the Pendulum-v1 preset (and of a peer's command beside it),
 /// interleaved run by run.
 fn pendulum_table(args: &BenchArgs) -> Result<String> {
-    use std::process::{Command, Stdio};
     use crate::error::HostError;
+    use std::process::{Command, Stdio};
     let exe = std::env::current_exe().map_err(|e| HostError::io("the acktr executable", e))?;
     let dir = std::env::temp_dir().join(format!("acktr-bench-{}", std::process::id()));
     let time = |cmd: &mut Command| -> Result<f64> {

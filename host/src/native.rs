@@ -79,7 +79,8 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Agent
                 if deterministic {
                     net.head.mode(&fb.z_of(b), &mut a);
                 } else {
-                    net.head.sample(&fb.z_of(b), &net.log_std, &mut self.rng, &mut a);
+                    net.head
+                        .sample(&fb.z_of(b), &net.log_std, &mut self.rng, &mut a);
                 }
                 actions.extend_from_slice(&a);
                 values.push(fb.v[0][b]);
