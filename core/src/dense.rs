@@ -275,8 +275,15 @@ impl<const I: usize, const O: usize> Dense<I, O> {
     /// `∇W += Σ_c g_c x_cᵀ`, `∇b += Σ_c g_c`, each entry of `∇W` loaded and stored once.
     #[inline]
     pub fn accumulate_chunk<const C: usize>(&mut self, g: &[&[f32; O]; C], x: &[&[f32; I]; C]) {
-        for (o, (row, bo)) in self.w.iter_mut().zip(self.b.iter_mut()).enumerate() {
-            let go: [f32; C] = core::array::from_fn(|c| g[c][o]);
+        let lanes: [[f32; C]; O] = core::array::from_fn(|o| core::array::from_fn(|c| g[c][o]));
+        self.accumulate_lanes(&lanes, x);
+    }
+
+    /// [`Dense::accumulate_chunk`] with the gradients feature-major, as a backward block holds
+    /// them (`g[o][c]`: output `o` of sample `c`), the inputs one row per sample.
+    #[inline]
+    pub fn accumulate_lanes<const C: usize>(&mut self, g: &[[f32; C]; O], x: &[&[f32; I]; C]) {
+        for ((row, bo), go) in self.w.iter_mut().zip(self.b.iter_mut()).zip(g) {
             for (j, v) in row.iter_mut().enumerate() {
                 let mut acc = *v;
                 for c in 0..C {

@@ -22,6 +22,8 @@ pub enum Error {
     UpdateNonFiniteCurvature,
     /// A damped factor was not numerically positive definite; weights untouched.
     UpdateNotPositiveDefinite,
+    /// Stored forward passes do not match the steps (count or inputs); weights untouched.
+    UpdateForwardMismatch,
     /// The parameters handed to the writer do not match the architecture it was given.
     SerializeShapeMismatch,
     /// The output buffer is too small for the serialized policy.
@@ -72,6 +74,9 @@ impl core::fmt::Display for Error {
             Error::UpdateNotPositiveDefinite => {
                 f.write_str("damped curvature factor is not positive definite; weights left unchanged")
             }
+            Error::UpdateForwardMismatch => f.write_str(
+                "stored forward passes do not match the rollout's steps; weights left unchanged",
+            ),
             Error::SerializeShapeMismatch => {
                 f.write_str("policy parameters do not match the architecture being written")
             }

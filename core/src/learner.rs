@@ -172,11 +172,51 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
     }
 
     /// [`Learner::update_steps`], processing the samples `B` at a time (the samples are the
-    /// SIMD lanes of the layer kernels; the host uses 32). The weights after the update are
+    /// SIMD lanes of the layer kernels; the host uses 16). The weights after the update are
     /// the same, bit for bit, for every `B ≥ 1`: only speed and stack use depend on it.
     pub fn update_steps_in_blocks<const B: usize>(
         &mut self,
         steps: &[Step<OBS, P>],
+        rng: &mut impl RngCore,
+    ) -> Result<UpdateStats, Error> {
+        self.update_from::<B>(steps, None, rng)
+    }
+
+    /// [`Learner::update_steps_in_blocks`] without its forward passes: `forwards[k]` holds
+    /// [`ActorCritic::forward_block`] of `self.net` on `steps[kB..(k+1)B]` (lane `j` on step
+    /// `kB + j`; a short last block leaves its other lanes unread), computed since the last
+    /// update — typically while acting in the rollout, with the same weights. The weights after
+    /// the update are the same, bit for bit, as without them; the update skips one forward
+    /// pass per sample (and the statistics' pass gathers its lanes instead of recomputing).
+    ///
+    /// Errors with [`Error::UpdateForwardMismatch`] (nothing changed) unless there are
+    /// `⌈len/B⌉` blocks whose inputs are, bit for bit, the steps' observations. That the
+    /// weights are those of the forward passes is the caller's promise.
+    pub fn update_steps_with_forwards<const B: usize>(
+        &mut self,
+        steps: &[Step<OBS, P>],
+        forwards: &[ForwardBlock<OBS, H, P, T, B>],
+        rng: &mut impl RngCore,
+    ) -> Result<UpdateStats, Error> {
+        if B == 0 || forwards.len() != steps.len().div_ceil(B) {
+            return Err(Error::UpdateForwardMismatch);
+        }
+        for (i, s) in steps.iter().enumerate() {
+            let x = &forwards[i / B].x;
+            if x.iter()
+                .zip(&s.obs)
+                .any(|(row, o)| row[i % B].to_bits() != o.to_bits())
+            {
+                return Err(Error::UpdateForwardMismatch);
+            }
+        }
+        self.update_from::<B>(steps, Some(forwards), rng)
+    }
+
+    fn update_from<const B: usize>(
+        &mut self,
+        steps: &[Step<OBS, P>],
+        forwards: Option<&[ForwardBlock<OBS, H, P, T, B>]>,
         rng: &mut impl RngCore,
     ) -> Result<UpdateStats, Error> {
         let cfg = self.config;
@@ -206,11 +246,11 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
         let stride = cfg.stat_stride as usize;
         let together = natural && stride == 1;
         let mut stats =
-            self.gradient_and_statistics::<B>(steps.iter(), true, together, w_stat, rng);
+            self.gradient_and_statistics::<B>(steps, 1, forwards, true, together, w_stat, rng);
         if natural && !together {
             let n = b.div_ceil(stride);
             let w = (1.0 - rho) / n as f32;
-            self.gradient_and_statistics::<B>(steps.iter().step_by(stride), false, true, w, rng);
+            self.gradient_and_statistics::<B>(steps, stride, forwards, false, true, w, rng);
         }
         stats.policy_loss *= inv_b;
         stats.value_loss *= inv_b;
@@ -280,22 +320,27 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
         Ok(stats)
     }
 
-    /// The per-sample part of [`Learner::update_steps`]: if `loss`, adds every sample's loss
-    /// gradient to `grad` (not yet divided by the batch size) and returns the loss sums; if
-    /// `fisher`, adds every sample's Fisher statistics (weight `w_stat`) to the curvature.
+    /// The per-sample part of [`Learner::update_steps`], over every `stride`-th step: if
+    /// `loss`, adds each sample's loss gradient to `grad` (not yet divided by the batch size)
+    /// and returns the loss sums; if `fisher`, adds each sample's Fisher statistics (weight
+    /// `w_stat`) to the curvature. Forward passes come from `forwards` when given (see
+    /// [`Learner::update_steps_with_forwards`]), else are computed here.
     ///
     /// Samples go in blocks of `B`: one forward and up to two backward passes per block with
     /// the samples as SIMD lanes ([`ActorCritic::forward_block`]), then the loss gradient and
-    /// the factor statistics each take one rank-`B` update ([`ActorCritic::accumulate_chunk`],
+    /// the factor statistics each take one rank-`B` update ([`ActorCritic::accumulate_block`],
     /// [`Curvature::observe_chunk`]), every stored number read and written once per block. The
     /// sums run over the samples in order, so the result is the same for every `B`.
     ///
     /// Not inlined, so that the block buffers live in this frame only while the samples are
     /// processed, not beside the preconditioning's temporaries.
     #[inline(never)]
-    fn gradient_and_statistics<'a, const B: usize>(
+    #[allow(clippy::too_many_arguments)]
+    fn gradient_and_statistics<const B: usize>(
         &mut self,
-        mut steps: impl Iterator<Item = &'a Step<OBS, P>>,
+        steps: &[Step<OBS, P>],
+        stride: usize,
+        forwards: Option<&[ForwardBlock<OBS, H, P, T, B>]>,
         loss: bool,
         fisher: bool,
         w_stat: f32,
@@ -311,20 +356,34 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
         let (mut gz_loss, mut gz_fisher) = ([[0.0f32; B]; P], [[0.0f32; B]; P]);
         let (mut gv_loss, mut gv_fisher) = ([0.0f32; B], [0.0f32; B]);
         let mut block: [Option<&Step<OBS, P>>; B] = [None; B];
+        let mut indices = (0..steps.len()).step_by(stride);
         loop {
             let mut n = 0;
             for slot in block.iter_mut() {
-                *slot = steps.next();
-                if let Some(s) = slot {
-                    fb.set_obs(n, &s.obs);
-                    n += 1;
+                *slot = None;
+                let Some(i) = indices.next() else { continue };
+                let s = &steps[i];
+                *slot = Some(s);
+                match forwards {
+                    Some(f) if stride > 1 => fb.copy_lane(n, &f[i / B], i % B),
+                    Some(_) => {}
+                    None => fb.set_obs(n, &s.obs),
                 }
+                n += 1;
             }
             if n == 0 {
                 break;
             }
             stats.samples += n as u32;
-            self.net.forward_block(&mut fb);
+            // With stride 1 the blocks are the stored ones (block `k` starts at step `kB`).
+            let fb: &ForwardBlock<OBS, H, P, T, B> = match forwards {
+                Some(f) if stride == 1 => &f[(stats.samples as usize - n) / B],
+                Some(_) => &fb,
+                None => {
+                    self.net.forward_block(&mut fb);
+                    &fb
+                }
+            };
             for (b, s) in block.iter().take(n).enumerate() {
                 let Some(s) = s else { break };
                 let z = fb.z_of(b);
@@ -361,18 +420,20 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
             // Lanes past the end of a short last block carry stale numbers that are never
             // summed.
             fb.unpack(&mut fs);
-            if loss {
-                self.net.backward_block(&fb, &gz_loss, &gv_loss, &mut bb);
-                bb.unpack(&mut lgs);
-            }
+            // One backward block serves both passes: the Fisher pass's is unpacked first.
             if fisher {
-                self.net
-                    .backward_block(&fb, &gz_fisher, &gv_fisher, &mut bb);
+                self.net.backward_block(fb, &gz_fisher, &gv_fisher, &mut bb);
                 bb.unpack(&mut fgs);
+            }
+            if loss {
+                self.net.backward_block(fb, &gz_loss, &gv_loss, &mut bb);
+                if n < B {
+                    bb.unpack(&mut lgs);
+                }
             }
             if n == B {
                 if loss {
-                    self.grad.accumulate_chunk(&fs, &lgs);
+                    self.grad.accumulate_block(&fs, &bb);
                 }
                 if fisher {
                     self.curvature.observe_chunk(&fs, &fgs, w_stat);

@@ -174,6 +174,23 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize, const B: 
         core::array::from_fn(|p| self.z[p][b])
     }
 
+    /// Copy lane `from` of `src` into lane `to`.
+    #[inline]
+    pub fn copy_lane(&mut self, to: usize, src: &Self, from: usize) {
+        let rows = |d: &mut [[f32; B]], s: &[[f32; B]]| {
+            for (d, s) in d.iter_mut().zip(s) {
+                d[to] = s[from];
+            }
+        };
+        rows(&mut self.x, &src.x);
+        for t in 0..T {
+            rows(&mut self.h1[t], &src.h1[t]);
+            rows(&mut self.h2[t], &src.h2[t]);
+        }
+        rows(&mut self.z, &src.z);
+        rows(&mut self.v, &src.v);
+    }
+
     /// Lane by lane, as per-sample [`Forward`]s.
     pub fn unpack(&self, out: &mut [Forward<OBS, H, P, T>; B]) {
         lanes_to_rows(&self.x, &mut out.each_mut().map(|f| &mut f.x));
@@ -414,6 +431,26 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> ActorCrit
         let g: [&[f32; 1]; C] = core::array::from_fn(|c| &gv[c]);
         let x: [&[f32; H]; C] = core::array::from_fn(|c| &f[c].h2[Self::CRITIC]);
         self.v.accumulate_chunk(&g, &x);
+    }
+
+    /// [`ActorCritic::accumulate_chunk`] with the pre-activation gradients as a block (no
+    /// transposition of them needed): the same sums, bit for bit.
+    #[inline]
+    pub fn accumulate_block<const B: usize>(
+        &mut self,
+        f: &[Forward<OBS, H, P, T>; B],
+        b: &BackwardBlock<H, P, T, B>,
+    ) {
+        for t in 0..T {
+            let x: [&[f32; OBS]; B] = core::array::from_fn(|c| &f[c].x);
+            self.trunks[t].l1.accumulate_lanes(&b.g1[t], &x);
+            let x: [&[f32; H]; B] = core::array::from_fn(|c| &f[c].h1[t]);
+            self.trunks[t].l2.accumulate_lanes(&b.g2[t], &x);
+        }
+        let x: [&[f32; H]; B] = core::array::from_fn(|c| &f[c].h2[0]);
+        self.pi.accumulate_lanes(&b.gz, &x);
+        let x: [&[f32; H]; B] = core::array::from_fn(|c| &f[c].h2[Self::CRITIC]);
+        self.v.accumulate_lanes(&b.gv, &x);
     }
 
     /// All parameters as flat slices, in a fixed order (trunks, policy, value, log-std).

@@ -4,7 +4,8 @@
 
 use acktr_core::env::Pcg64;
 use acktr_core::{
-    standard_normal, Activation, ActorCritic, Config, Ending, HeadKind, Learner, Step,
+    standard_normal, Activation, ActorCritic, Config, Ending, Error, ForwardBlock, HeadKind,
+    Learner, Step,
 };
 
 fn steps<const OBS: usize, const P: usize>(rng: &mut Pcg64, n: usize) -> Vec<Step<OBS, P>> {
@@ -44,6 +45,24 @@ fn weights<const OBS: usize, const H: usize, const P: usize, const T: usize>(
     bits
 }
 
+/// The forward passes of `steps`, `B` at a time, as a rollout would have stored them.
+fn forwards<const OBS: usize, const H: usize, const P: usize, const T: usize, const B: usize>(
+    net: &ActorCritic<OBS, H, P, T>,
+    steps: &[Step<OBS, P>],
+) -> Vec<ForwardBlock<OBS, H, P, T, B>> {
+    steps
+        .chunks(B)
+        .map(|c| {
+            let mut f = ForwardBlock::zeros();
+            for (b, s) in c.iter().enumerate() {
+                f.set_obs(b, &s.obs);
+            }
+            net.forward_block(&mut f);
+            f
+        })
+        .collect()
+}
+
 fn check<const OBS: usize, const H: usize, const P: usize, const T: usize>(head: HeadKind) {
     for stride in [1, 3] {
         let one = weights::<OBS, H, P, T>(head, stride, |l, s, r| {
@@ -58,6 +77,19 @@ fn check<const OBS: usize, const H: usize, const P: usize, const T: usize>(head:
         let by16 = weights::<OBS, H, P, T>(head, stride, |l, s, r| {
             l.update_steps_in_blocks::<16>(s, r).unwrap();
         });
+        let stored7 = weights::<OBS, H, P, T>(head, stride, |l, s, r| {
+            let f = forwards::<OBS, H, P, T, 7>(&l.net, s);
+            l.update_steps_with_forwards::<7>(s, &f, r).unwrap();
+        });
+        let stored16 = weights::<OBS, H, P, T>(head, stride, |l, s, r| {
+            let f = forwards::<OBS, H, P, T, 16>(&l.net, s);
+            l.update_steps_with_forwards::<16>(s, &f, r).unwrap();
+        });
+        assert_eq!(one, stored7, "{head:?} T={T} stride {stride}: stored, B=7");
+        assert_eq!(
+            one, stored16,
+            "{head:?} T={T} stride {stride}: stored, B=16"
+        );
         assert_eq!(one, by4, "{head:?} T={T} stride {stride}: B=4");
         assert_eq!(one, by7, "{head:?} T={T} stride {stride}: B=7");
         assert_eq!(one, by16, "{head:?} T={T} stride {stride}: B=16");
@@ -82,4 +114,36 @@ fn a_stride_changes_the_statistics() {
         l.update_steps(s, r).unwrap();
     });
     assert_ne!(all, third);
+}
+
+/// Stored forward passes that are not the steps' (a block short, or another observation) are
+/// refused before anything changes.
+#[test]
+fn mismatched_forwards_are_refused() {
+    let mut rng = Pcg64::from_seed(5);
+    let net = ActorCritic::<4, 8, 2, 1>::new(Activation::Tanh, HeadKind::Categorical, &mut rng);
+    let mut learner = Learner::new(Config::DEFAULT, net).unwrap();
+    let batch = steps::<4, 2>(&mut rng, 20);
+    let before = learner.clone();
+    let mut f = forwards::<4, 8, 2, 1, 8>(&learner.net, &batch);
+    let short = &f[..2];
+    assert_eq!(
+        learner
+            .update_steps_with_forwards::<8>(&batch, short, &mut rng)
+            .unwrap_err(),
+        Error::UpdateForwardMismatch
+    );
+    f[2].x[1][3] += 1.0; // step 19's second input
+    assert_eq!(
+        learner
+            .update_steps_with_forwards::<8>(&batch, &f, &mut rng)
+            .unwrap_err(),
+        Error::UpdateForwardMismatch
+    );
+    let mut a = Vec::new();
+    let mut b = Vec::new();
+    learner.visit_state_mut(|s| a.extend_from_slice(s));
+    before.clone().visit_state_mut(|s| b.extend_from_slice(s));
+    assert_eq!(a, b);
+    assert_eq!(learner.updates(), 0);
 }

@@ -32,6 +32,24 @@ pub struct BenchArgs {
     /// timed the same number of times, interleaved with ours, for a table in one session.
     #[arg(long)]
     pub beside: Option<String>,
+    /// Time this many seeds (0, 1, …; 0: skip) of whole `acktr train --env CartPole-v1
+    /// --backend native` processes per algorithm and batch, each stopped by
+    /// `--stop-at-train-mean`: env steps and wall time until the mean return of the last 20
+    /// training episodes reaches `--cartpole-target`, and the ACKTR/A2C throughput ratio.
+    /// Needs no libtorch.
+    #[arg(long, default_value_t = 0)]
+    pub cartpole_seeds: usize,
+    /// With `--cartpole-seeds`: the batches, comma separated, each num_envs×num_steps
+    /// (`x` or `×`).
+    #[arg(long, value_delimiter = ',', default_value = "16x20,64x20")]
+    pub cartpole_batches: Vec<String>,
+    /// With `--cartpole-seeds`: the last-20 training mean that stops a run.
+    #[arg(long, default_value_t = 475.0)]
+    pub cartpole_target: f64,
+    /// With `--cartpole-seeds`: env steps after which a run that has not reached the target
+    /// stops (reported as not reached).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub cartpole_total_steps: u64,
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -160,6 +178,220 @@ fn pendulum_table(args: &BenchArgs) -> Result<String> {
     Ok(out)
 }
 
+/// One `acktr train` run of the CartPole table.
+struct SolveRun {
+    /// Env steps and seconds to the target; `None`: not reached within the cap.
+    reached: Option<(u64, f64)>,
+    /// The run's own env-steps/s.
+    sps: f64,
+}
+
+/// `"16x20"` → `(16, 20)`.
+fn parse_batch(b: &str) -> Result<(usize, usize)> {
+    let bad = || {
+        crate::error::HostError::InvalidSetting(format!(
+            "--cartpole-batches: {b:?} is not num_envs×num_steps (e.g. 16x20)"
+        ))
+    };
+    let (e, s) = b.trim().split_once(['x', 'X', '×']).ok_or_else(bad)?;
+    let e: usize = e.trim().parse().map_err(|_| bad())?;
+    let s: usize = s.trim().parse().map_err(|_| bad())?;
+    if e == 0 || s == 0 {
+        return Err(bad());
+    }
+    Ok((e, s))
+}
+
+/// Median with unreached runs as +∞ (the middle two averaged for an even count).
+fn median_f64(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Thousands separators: 123456 → "123,456".
+fn grouped(x: f64) -> String {
+    let digits = format!("{:.0}", x);
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Env steps and wall time to a last-20 training mean of `--cartpole-target` on CartPole-v1,
+/// ACKTR against A2C, each a whole `acktr train` process (native backend), seeds interleaved.
+fn cartpole_table(args: &BenchArgs) -> Result<String> {
+    use crate::error::HostError;
+    use crate::train::DoneLine;
+    use std::process::Command;
+    let batches = args
+        .cartpole_batches
+        .iter()
+        .map(|b| parse_batch(b))
+        .collect::<Result<Vec<_>>>()?;
+    if !args.cartpole_target.is_finite() {
+        return Err(HostError::InvalidSetting(
+            "--cartpole-target must be finite".into(),
+        ));
+    }
+    let exe = std::env::current_exe().map_err(|e| HostError::io("the acktr executable", e))?;
+    let dir = std::env::temp_dir().join(format!("acktr-bench-cartpole-{}", std::process::id()));
+    let target = args.cartpole_target.to_string();
+    let cap = args.cartpole_total_steps.to_string();
+    let run_one = |algo: Algo, envs: usize, steps: usize, seed: usize| -> Result<SolveRun> {
+        let name = match algo {
+            Algo::Acktr => "acktr",
+            Algo::A2c => "a2c",
+        };
+        let out = dir.join(format!("{envs}x{steps}-{name}-s{seed}"));
+        let _ = std::fs::remove_dir_all(&out);
+        let mut cmd = Command::new(&exe);
+        cmd.args([
+            "train",
+            "--env",
+            "CartPole-v1",
+            "--backend",
+            "native",
+            "--algo",
+            name,
+        ])
+        .args([
+            "--num-envs",
+            &envs.to_string(),
+            "--num-steps",
+            &steps.to_string(),
+        ])
+        .args(["--seed", &seed.to_string(), "--total-steps", &cap])
+        .args(["--stop-at-train-mean", &target, "--train-mean-window", "20"])
+        // Only the training is timed: no checkpoints on the way, no final evaluation.
+        .args(["--checkpoint-every", "0", "--eval-episodes", "0"])
+        .arg("--out")
+        .arg(&out);
+        let o = cmd
+            .output()
+            .map_err(|e| HostError::io(format!("{cmd:?}"), e));
+        let _ = std::fs::remove_dir_all(&out);
+        let o = o?;
+        let err = String::from_utf8_lossy(&o.stderr);
+        if !o.status.success() {
+            return Err(HostError::InvalidSetting(format!(
+                "bench: {cmd:?} failed ({}): {}",
+                o.status,
+                err.lines().last().unwrap_or("")
+            )));
+        }
+        let done = DoneLine::find(&err).ok_or_else(|| {
+            HostError::InvalidSetting(format!("bench: no `acktr: done:` line from {cmd:?}"))
+        })?;
+        let run = SolveRun {
+            reached: done.reached.map(|r| (r.env_steps, r.secs)),
+            sps: done.sps,
+        };
+        eprintln!(
+            "bench: CartPole-v1 {envs}×{steps} {name} seed {seed}: {}, {:.0} env-steps/s",
+            run.reached.map_or(
+                format!("not reached in {} env steps", done.env_steps),
+                |(n, t)| format!("{n} env steps, {t:.2} s")
+            ),
+            run.sps
+        );
+        Ok(run)
+    };
+    let mut table = format!(
+        "\n## CartPole-v1: env steps and wall time to a last-20 training mean of {t}\n\n\
+         Native backend, whole `acktr train` processes (preset settings), seeds 0–{last}, \
+         cap {cap} env steps; a run that never reaches {t} counts as +∞ in the medians.\n\n\
+         | batch | algo | reached | env steps to {t}: median | min | max | wall time to {t}: median | min | max | env-steps/s (median) |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+        t = args.cartpole_target,
+        last = args.cartpole_seeds - 1,
+        cap = grouped(args.cartpole_total_steps as f64),
+    );
+    let mut ratios = String::from(
+        "\n| batch | ACKTR/A2C throughput (goal ≥ 0.9) | ACKTR/A2C env steps to target (medians) | ACKTR/A2C wall time to target (medians) |\n|---|---|---|---|\n",
+    );
+    let result = (|| -> Result<()> {
+        for &(envs, steps) in &batches {
+            let algos = [Algo::Acktr, Algo::A2c];
+            let mut runs: [Vec<SolveRun>; 2] = [Vec::new(), Vec::new()];
+            for seed in 0..args.cartpole_seeds {
+                // Interleaved seed by seed, the first algorithm alternating, so that drifts in
+                // the machine's speed hit both alike.
+                for k in 0..2 {
+                    let i = (k + seed) % 2;
+                    runs[i].push(run_one(algos[i], envs, steps, seed)?);
+                }
+            }
+            let mut med = [(0.0, 0.0, 0.0); 2];
+            for (i, algo) in algos.iter().enumerate() {
+                let r = &runs[i];
+                let n_steps: Vec<f64> = r
+                    .iter()
+                    .map(|x| x.reached.map_or(f64::INFINITY, |(n, _)| n as f64))
+                    .collect();
+                let secs: Vec<f64> = r
+                    .iter()
+                    .map(|x| x.reached.map_or(f64::INFINITY, |(_, t)| t))
+                    .collect();
+                let sps: Vec<f64> = r.iter().map(|x| x.sps).collect();
+                let reached = r.iter().filter(|x| x.reached.is_some()).count();
+                let fmt = |x: f64, f: &dyn Fn(f64) -> String| {
+                    if x.is_finite() {
+                        f(x)
+                    } else {
+                        "not reached".to_string()
+                    }
+                };
+                let lo = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+                let hi = |v: &[f64]| v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let st = |x: f64| grouped(x);
+                let tm = |x: f64| format!("{x:.2} s");
+                med[i] = (median_f64(&sps), median_f64(&n_steps), median_f64(&secs));
+                table += &format!(
+                    "| {envs}×{steps} | {} | {reached}/{} | {} | {} | {} | {} | {} | {} | {} |\n",
+                    match algo {
+                        Algo::Acktr => "ACKTR",
+                        Algo::A2c => "A2C",
+                    },
+                    r.len(),
+                    fmt(med[i].1, &st),
+                    fmt(lo(&n_steps), &st),
+                    fmt(hi(&n_steps), &st),
+                    fmt(med[i].2, &tm),
+                    fmt(lo(&secs), &tm),
+                    fmt(hi(&secs), &tm),
+                    grouped(med[i].0),
+                );
+            }
+            let ratio = |a: f64, b: f64| {
+                if a.is_finite() && b.is_finite() {
+                    format!("{:.2}", a / b)
+                } else {
+                    "—".to_string()
+                }
+            };
+            ratios += &format!(
+                "| {envs}×{steps} | {} | {} | {} |\n",
+                ratio(med[0].0, med[1].0),
+                ratio(med[0].1, med[1].1),
+                ratio(med[0].2, med[1].2),
+            );
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result?;
+    Ok(table + &ratios)
+}
+
 /// Run the benchmark; returns the markdown report.
 pub fn bench(args: &BenchArgs) -> Result<String> {
     let mut out = String::new();
@@ -202,6 +434,9 @@ pub fn bench(args: &BenchArgs) -> Result<String> {
     }
     if args.pendulum_runs > 0 {
         out += &pendulum_table(args)?;
+    }
+    if args.cartpole_seeds > 0 {
+        out += &cartpole_table(args)?;
     }
     #[cfg(feature = "torch")]
     {
@@ -380,5 +615,27 @@ impl TrainArgs {
             algo,
         ])
         .t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_and_medians() {
+        assert_eq!(parse_batch("16x20").unwrap(), (16, 20));
+        assert_eq!(parse_batch(" 64×20").unwrap(), (64, 20));
+        for bad in ["16", "0x20", "16x", "ax20", ""] {
+            assert!(parse_batch(bad).is_err(), "{bad}");
+        }
+        assert_eq!(median_f64(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median_f64(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(
+            median_f64(&[1.0, f64::INFINITY, f64::INFINITY]),
+            f64::INFINITY
+        );
+        assert_eq!(grouped(1_234_567.0), "1,234,567");
+        assert_eq!(grouped(999.0), "999");
     }
 }

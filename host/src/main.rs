@@ -20,7 +20,7 @@ struct Cli {
 enum Command {
     /// Train a policy; writes a run folder (config, monitor.csv, progress.csv, TensorBoard
     /// events, checkpoints, policy.ackp for MLP policies).
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Evaluate a run's policy.
     Eval {
         /// Run folder.

@@ -8,7 +8,7 @@
 
 use acktr_core::env::Pcg64;
 use acktr_core::{
-    Activation, ActorCritic, Config, ForwardBlock, HeadKind, Learner, Step, UpdateStats,
+    Activation, ActorCritic, Config, Forward, ForwardBlock, HeadKind, Learner, Step, UpdateStats,
 };
 use rand_core::SeedableRng;
 
@@ -30,6 +30,14 @@ pub struct NativeAgent<const OBS: usize, const H: usize, const P: usize, const T
     rng: Pcg64,
     steps: Vec<Step<OBS, P>>,
     block: Box<ForwardBlock<OBS, H, P, T, BLOCK>>,
+    single: Box<Forward<OBS, H, P, T>>,
+    /// The sampled acts' forward passes since the last update, in rollout order: the update
+    /// reuses them (same weights) instead of recomputing them.
+    stored: Vec<ForwardBlock<OBS, H, P, T, BLOCK>>,
+    /// Blocks of `stored` in use.
+    used: usize,
+    /// Every sampled act since the last update came in whole blocks.
+    aligned: bool,
 }
 
 impl<const OBS: usize, const H: usize, const P: usize, const T: usize> NativeAgent<OBS, H, P, T> {
@@ -42,6 +50,10 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> NativeAge
             rng,
             steps: Vec::new(),
             block: Box::new(ForwardBlock::zeros()),
+            single: Box::new(Forward::zeros()),
+            stored: Vec::new(),
+            used: 0,
+            aligned: true,
         })
     }
 
@@ -66,11 +78,39 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Agent
         let mut actions = Vec::with_capacity(n * P);
         let mut values = Vec::with_capacity(n);
         let net = &self.learner.net;
-        let fb = &mut *self.block;
+        // A rollout's acts (sampled, whole blocks) keep their forward passes for the update.
+        let keep = !deterministic && n % BLOCK == 0;
+        self.aligned &= deterministic || keep;
         // Environments `BLOCK` at a time through the block forward pass (each sample's numbers
         // are those of `ActorCritic::act`); actions are drawn in environment order.
         for first in (0..n).step_by(BLOCK) {
             let m = BLOCK.min(n - first);
+            if m < BLOCK {
+                // A short block (an evaluation's single environment): one lane at a time
+                // rather than a whole block of lanes for one sample.
+                let f = &mut *self.single;
+                for b in first..n {
+                    net.forward(&Self::obs_at(obs, b)?, f);
+                    let mut a = [0.0; P];
+                    if deterministic {
+                        net.head.mode(&f.z, &mut a);
+                    } else {
+                        net.head.sample(&f.z, &net.log_std, &mut self.rng, &mut a);
+                    }
+                    actions.extend_from_slice(&a);
+                    values.push(f.v);
+                }
+                continue;
+            }
+            let fb = if keep {
+                if self.used == self.stored.len() {
+                    self.stored.push(ForwardBlock::zeros());
+                }
+                self.used += 1;
+                &mut self.stored[self.used - 1]
+            } else {
+                &mut *self.block
+            };
             for b in 0..m {
                 fb.set_obs(b, &Self::obs_at(obs, first + b)?);
             }
@@ -109,9 +149,19 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Agent
             s.ret = r.returns[i];
             self.steps.push(s);
         }
-        Ok(self
-            .learner
-            .update_steps_in_blocks::<BLOCK>(&self.steps, &mut self.rng)?)
+        let used = self.used;
+        let reuse = self.aligned && used * BLOCK == self.steps.len();
+        (self.used, self.aligned) = (0, true);
+        Ok(if reuse {
+            self.learner.update_steps_with_forwards::<BLOCK>(
+                &self.steps,
+                &self.stored[..used],
+                &mut self.rng,
+            )?
+        } else {
+            self.learner
+                .update_steps_in_blocks::<BLOCK>(&self.steps, &mut self.rng)?
+        })
     }
 
     fn config(&self) -> Config {
@@ -171,6 +221,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Agent
         };
         self.rng = Pcg64::from_raw_state(u128_at(5), u128_at(21));
         *self.learner = l;
+        (self.used, self.aligned) = (0, true);
         Ok(())
     }
 

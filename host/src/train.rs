@@ -221,6 +221,105 @@ pub struct Summary {
     pub sps: f64,
     /// Env steps at which a periodic evaluation first reached `--stop-at`.
     pub solved_at: Option<u64>,
+    /// Where the training-episode mean first reached `--stop-at-train-mean`.
+    pub train_mean_reached: Option<TrainMeanReached>,
+}
+
+/// The moment the mean return of the last `window` training episodes first reached `target`
+/// (`--stop-at-train-mean`), as the final `acktr: done:` line reports it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TrainMeanReached {
+    /// Episodes in the window.
+    pub window: usize,
+    /// The target return.
+    pub target: f64,
+    /// The window's mean return then.
+    pub mean: f64,
+    /// Env steps (all environments) done when the episode that completed the window ended.
+    pub env_steps: u64,
+    /// Seconds since training started, when the trainer saw it (after collecting the batch
+    /// holding that episode, before that batch's update).
+    pub secs: f64,
+}
+
+impl TrainMeanReached {
+    /// The clause appended to the `acktr: done:` line.
+    pub fn clause(&self) -> String {
+        format!(
+            ", reached last-{} mean {:.2} (target {}) at {} env steps in {:.3} s",
+            self.window, self.mean, self.target, self.env_steps, self.secs
+        )
+    }
+}
+
+/// The final line of `acktr train` (read back by [`DoneLine::find`]).
+pub fn done_line(
+    env_steps: u64,
+    sps: f64,
+    recent_return: f64,
+    eval: Option<(u32, f64)>,
+    reached: Option<TrainMeanReached>,
+) -> String {
+    format!(
+        "acktr: done: {env_steps} env steps, {sps:.0} steps/s, last-100 return {recent_return:.2}{}{}",
+        eval.map_or(String::new(), |(n, r)| format!(
+            ", deterministic eval ({n} episodes) {r:.2}"
+        )),
+        reached.map_or(String::new(), |r| r.clause())
+    )
+}
+
+/// What an `acktr: done:` line says, read back (`acktr bench` runs `acktr train` and reads it).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DoneLine {
+    /// Env steps done.
+    pub env_steps: u64,
+    /// Env steps per second over the run.
+    pub sps: f64,
+    /// Present when `--stop-at-train-mean` stopped the run.
+    pub reached: Option<TrainMeanReached>,
+}
+
+impl DoneLine {
+    /// Parse the last `acktr: done:` line of a trainer's stderr.
+    pub fn find(stderr: &str) -> Option<DoneLine> {
+        let line = stderr
+            .lines()
+            .rev()
+            .find_map(|l| l.trim_start_matches('\r').strip_prefix("acktr: done: "))?;
+        let mut words = line.split_whitespace();
+        let env_steps = words.next()?.parse().ok()?;
+        let sps = line
+            .split(", ")
+            .nth(1)?
+            .strip_suffix(" steps/s")?
+            .parse()
+            .ok()?;
+        let reached = match line.split_once(", reached last-") {
+            None => None,
+            Some((_, rest)) => {
+                // "{window} mean {mean} (target {target}) at {steps} env steps in {secs} s"
+                let w: Vec<&str> = rest.split_whitespace().collect();
+                match w.as_slice() {
+                    [window, "mean", mean, "(target", target, "at", steps, "env", "steps", "in", secs, "s", ..] => {
+                        Some(TrainMeanReached {
+                            window: window.parse().ok()?,
+                            mean: mean.parse().ok()?,
+                            target: target.strip_suffix(')')?.parse().ok()?,
+                            env_steps: steps.parse().ok()?,
+                            secs: secs.parse().ok()?,
+                        })
+                    }
+                    _ => return None,
+                }
+            }
+        };
+        Some(DoneLine {
+            env_steps,
+            sps,
+            reached,
+        })
+    }
 }
 
 /// `acktr train`.
@@ -297,6 +396,10 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
     let mut last_ckpt = env_steps;
     let mut last_eval = env_steps;
     let mut solved_at = None;
+    // The --stop-at-train-mean window: the last returns and their running sum.
+    let mut window: VecDeque<f64> = VecDeque::new();
+    let mut window_sum = 0.0f64;
+    let mut train_mean_reached = None;
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
 
     while env_steps < settings.total_steps {
@@ -319,6 +422,32 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
                 recent.pop_front();
                 recent_len.pop_front();
             }
+            if let (Some(target), None) = (settings.stop_at_train_mean, train_mean_reached) {
+                let n = settings.train_mean_window;
+                window.push_back(ep.ret);
+                window_sum += ep.ret;
+                if window.len() > n {
+                    window_sum -= window.pop_front().unwrap_or(0.0);
+                }
+                // The running sum only screens; the decision uses an exact re-summation.
+                if window.len() == n
+                    && window_sum / n as f64 >= target - 1e-6 * target.abs().max(1.0)
+                {
+                    let mean = window.iter().sum::<f64>() / n as f64;
+                    if mean >= target {
+                        train_mean_reached = Some(TrainMeanReached {
+                            window: n,
+                            target,
+                            mean,
+                            env_steps: step_at,
+                            secs: start.elapsed().as_secs_f64(),
+                        });
+                    }
+                }
+            }
+        }
+        if train_mean_reached.is_some() {
+            break; // the batch's update would come after the target was reached
         }
         if settings.lr_schedule == crate::settings::Schedule::Linear {
             let frac = 1.0 - env_steps as f64 / settings.total_steps as f64;
@@ -461,8 +590,14 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
     };
     if !args.quiet {
         eprintln!(
-            "acktr: done: {env_steps} env steps, {sps:.0} steps/s, last-100 return {recent_return:.2}{}",
-            eval_return.map_or(String::new(), |r| format!(", deterministic eval ({} episodes) {r:.2}", settings.eval_episodes))
+            "{}",
+            done_line(
+                env_steps,
+                sps,
+                recent_return,
+                eval_return.map(|r| (settings.eval_episodes, r)),
+                train_mean_reached
+            )
         );
     }
     Ok(Summary {
@@ -471,6 +606,7 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
         eval_return,
         sps,
         solved_at,
+        train_mean_reached,
     })
 }
 
@@ -579,4 +715,45 @@ pub fn load_run(dir: &Path) -> Result<(Settings, Box<dyn Agent>)> {
     })?;
     agent.load(&loaded.checkpoint.blobs)?;
     Ok((s, agent))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn done_lines_read_back() {
+        let reached = TrainMeanReached {
+            window: 20,
+            target: 475.0,
+            mean: 476.25,
+            env_steps: 123_456,
+            secs: 3.2109,
+        };
+        let line = done_line(130_000, 98_765.4, 480.5, Some((20, 500.0)), Some(reached));
+        assert_eq!(
+            line,
+            "acktr: done: 130000 env steps, 98765 steps/s, last-100 return 480.50, deterministic eval (20 episodes) 500.00, reached last-20 mean 476.25 (target 475) at 123456 env steps in 3.211 s"
+        );
+        let text = format!("  1000 steps  0.1%\n\r{line}\n");
+        let d = DoneLine::find(&text).expect("parsed");
+        assert_eq!((d.env_steps, d.sps), (130_000, 98_765.0));
+        let r = d.reached.expect("reached");
+        assert_eq!(
+            (r.window, r.target, r.mean, r.env_steps),
+            (20, 475.0, 476.25, 123_456)
+        );
+        assert!((r.secs - 3.211).abs() < 1e-9);
+        // Not reached, no evaluation; a fractional target.
+        let line = done_line(1_000_000, 5e5, f64::NAN, None, None);
+        let d = DoneLine::find(&line).expect("parsed");
+        assert_eq!((d.env_steps, d.sps, d.reached), (1_000_000, 5e5, None));
+        let r = TrainMeanReached {
+            target: -150.5,
+            ..reached
+        };
+        let d = DoneLine::find(&done_line(1, 1.0, 0.0, None, Some(r))).expect("parsed");
+        assert_eq!(d.reached.map(|r| r.target), Some(-150.5));
+        assert!(DoneLine::find("acktr: training CartPole-v1").is_none());
+    }
 }

@@ -212,6 +212,28 @@ fn bad_input_gives_a_message_and_a_non_zero_exit() {
             ],
             "non-finite",
         ),
+        (
+            vec![
+                "train".into(),
+                "--stop-at-train-mean".into(),
+                "100".into(),
+                "--train-mean-window".into(),
+                "0".into(),
+                "--out".into(),
+                out("g"),
+            ],
+            "--train-mean-window must be at least 1",
+        ),
+        (
+            vec![
+                "train".into(),
+                "--stop-at-train-mean".into(),
+                "nan".into(),
+                "--out".into(),
+                out("h"),
+            ],
+            "--stop-at-train-mean must be a finite return",
+        ),
     ];
     for (args, needle) in cases {
         let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
@@ -297,4 +319,115 @@ fn a_killed_run_resumes_from_its_checkpoint() {
         lens > 0 && lens <= 20_000 + 16 * 500,
         "episode steps {lens}"
     );
+}
+
+/// The returns (`r`) and lengths (`l`) of a run's monitor.csv, in completion order.
+fn monitor_rows(run: &Path) -> Vec<(f64, u64)> {
+    let text = std::fs::read_to_string(run.join("monitor.csv")).expect("monitor.csv");
+    text.lines()
+        .skip(2) // the `#{...}` line and the header
+        .map(|l| {
+            let c: Vec<&str> = l.split(',').collect();
+            (c[0].trim().parse().unwrap(), c[1].trim().parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn stop_at_train_mean_stops_early_where_the_monitor_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let budget = 200_000u64;
+    let o = acktr(&[
+        "train",
+        "--env",
+        "CartPole-v1",
+        "--backend",
+        "native",
+        "--seed",
+        "0",
+        "--total-steps",
+        &budget.to_string(),
+        "--stop-at-train-mean",
+        "100",
+        "--eval-episodes",
+        "0",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let done = acktr_host::train::DoneLine::find(&err).expect("an `acktr: done:` line");
+    let reached = done.reached.unwrap_or_else(|| panic!("not reached: {err}"));
+    assert_eq!((reached.window, reached.target), (20, 100.0), "{err}");
+    assert!(reached.mean >= 100.0, "{err}");
+    assert!(
+        reached.env_steps <= done.env_steps && done.env_steps < budget,
+        "{err}"
+    );
+    // It stopped within one batch (16 × 20) of reaching the target.
+    assert!(done.env_steps - reached.env_steps < 320, "{err}");
+    assert!(reached.secs > 0.0, "{err}");
+
+    // monitor.csv: the first 20-episode window with mean ≥ 100 is the one reported, and the
+    // episodes up to it fit in the env steps reported.
+    let rows = monitor_rows(&run);
+    let first = (19..rows.len())
+        .find(|&i| rows[i - 19..=i].iter().map(|r| r.0).sum::<f64>() / 20.0 >= 100.0)
+        .expect("a window of 20 monitor rows with mean >= 100");
+    let mean = rows[first - 19..=first].iter().map(|r| r.0).sum::<f64>() / 20.0;
+    assert!(
+        (mean - reached.mean).abs() < 0.006,
+        "monitor {mean}, reported {reached:?}"
+    );
+    let steps: u64 = rows[..=first].iter().map(|r| r.1).sum();
+    assert!(
+        steps <= reached.env_steps,
+        "{steps} episode steps > {reached:?}"
+    );
+    let all: u64 = rows.iter().map(|r| r.1).sum();
+    assert!(all <= done.env_steps, "{all} episode steps > {done:?}");
+
+    let config = std::fs::read_to_string(run.join("config.json")).unwrap();
+    assert!(config.contains("\"stop_at_train_mean\": 100.0"), "{config}");
+    assert!(config.contains("\"train_mean_window\": 20"), "{config}");
+}
+
+#[test]
+fn configs_without_the_train_mean_settings_still_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let o = acktr(&[
+        "train",
+        "--total-steps",
+        "3200",
+        "--eval-episodes",
+        "0",
+        "--out",
+        run.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // A config.json written before --stop-at-train-mean existed.
+    let path = run.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let settings = config["settings"].as_object_mut().unwrap();
+    assert!(settings.remove("stop_at_train_mean").is_some());
+    assert!(settings.remove("train_mean_window").is_some());
+    std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    let o = acktr(&["eval", run.to_str().unwrap(), "--episodes", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = acktr(&[
+        "train",
+        "--resume",
+        "--out",
+        run.to_str().unwrap(),
+        "--total-steps",
+        "6400",
+        "--quiet",
+        "--eval-episodes",
+        "0",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
 }
