@@ -358,10 +358,13 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
         let mut block: [Option<&Step<OBS, P>>; B] = [None; B];
         let mut indices = (0..steps.len()).step_by(stride);
         loop {
-            let mut n = 0;
+            let (mut n, mut first) = (0, 0);
             for slot in block.iter_mut() {
                 *slot = None;
                 let Some(i) = indices.next() else { continue };
+                if n == 0 {
+                    first = i;
+                }
                 let s = &steps[i];
                 *slot = Some(s);
                 match forwards {
@@ -377,7 +380,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
             stats.samples += n as u32;
             // With stride 1 the blocks are the stored ones (block `k` starts at step `kB`).
             let fb: &ForwardBlock<OBS, H, P, T, B> = match forwards {
-                Some(f) if stride == 1 => &f[(stats.samples as usize - n) / B],
+                Some(f) if stride == 1 => &f[first / B],
                 Some(_) => &fb,
                 None => {
                     self.net.forward_block(&mut fb);

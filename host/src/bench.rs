@@ -142,11 +142,6 @@ fn pendulum_table(args: &BenchArgs) -> Result<String> {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
-    let med = |v: &[f64]| {
-        let mut v = v.to_vec();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     let list = |v: &[f64]| {
         v.iter()
             .map(|x| format!("{x:.2}"))
@@ -160,19 +155,19 @@ fn pendulum_table(args: &BenchArgs) -> Result<String> {
     out += &format!(
         "| acktr train --env Pendulum-v1 (native ACKTR preset) | {} | {:.2} s | {:.0} |\n",
         list(&ours),
-        med(&ours),
-        steps / med(&ours)
+        median_f64(&ours),
+        steps / median_f64(&ours)
     );
     if let Some(cmd) = &args.beside {
         out += &format!(
             "| `{cmd}` | {} | {:.2} s | {:.0} |\n",
             list(&peer),
-            med(&peer),
-            steps / med(&peer)
+            median_f64(&peer),
+            steps / median_f64(&peer)
         );
         out += &format!(
             "\nOur median wall time / theirs: {:.2}\n",
-            med(&ours) / med(&peer)
+            median_f64(&ours) / median_f64(&peer)
         );
     }
     Ok(out)
@@ -202,7 +197,8 @@ fn parse_batch(b: &str) -> Result<(usize, usize)> {
     Ok((e, s))
 }
 
-/// Median with unreached runs as +∞ (the middle two averaged for an even count).
+/// Median, the middle two averaged for an even count (+∞ entries, e.g. unreached targets,
+/// sort last).
 fn median_f64(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
@@ -247,10 +243,7 @@ fn cartpole_table(args: &BenchArgs) -> Result<String> {
     let target = args.cartpole_target.to_string();
     let cap = args.cartpole_total_steps.to_string();
     let run_one = |algo: Algo, envs: usize, steps: usize, seed: usize| -> Result<SolveRun> {
-        let name = match algo {
-            Algo::Acktr => "acktr",
-            Algo::A2c => "a2c",
-        };
+        let name = algo.cli_name();
         let out = dir.join(format!("{envs}x{steps}-{name}-s{seed}"));
         let _ = std::fs::remove_dir_all(&out);
         let mut cmd = Command::new(&exe);
@@ -357,10 +350,7 @@ fn cartpole_table(args: &BenchArgs) -> Result<String> {
                 med[i] = (median_f64(&sps), median_f64(&n_steps), median_f64(&secs));
                 table += &format!(
                     "| {envs}×{steps} | {} | {reached}/{} | {} | {} | {} | {} | {} | {} | {} |\n",
-                    match algo {
-                        Algo::Acktr => "ACKTR",
-                        Algo::A2c => "A2C",
-                    },
+                    algo.label(),
                     r.len(),
                     fmt(med[i].1, &st),
                     fmt(lo(&n_steps), &st),
@@ -409,8 +399,8 @@ pub fn bench(args: &BenchArgs) -> Result<String> {
             let mut agent = make(backend, algo, stride)?;
             let r = mlp_row(agent.as_mut(), args.updates)?;
             let name = match algo {
-                Algo::Acktr => format!("ACKTR, stat_stride {stride}"),
-                Algo::A2c => "A2C".into(),
+                Algo::Acktr => format!("{}, stat_stride {stride}", algo.label()),
+                Algo::A2c => algo.label().into(),
             };
             out += &format!(
                 "| {backend} | {name} | {:.0} | {:.3} ms |\n",
@@ -601,10 +591,6 @@ impl TrainArgs {
             t: TrainArgs,
         }
         let b = if backend == "native" { "native" } else { "tch" };
-        let algo = match algo {
-            Algo::Acktr => "acktr",
-            Algo::A2c => "a2c",
-        };
         P::parse_from([
             "bench",
             "--env",
@@ -612,7 +598,7 @@ impl TrainArgs {
             "--backend",
             b,
             "--algo",
-            algo,
+            algo.cli_name(),
         ])
         .t
     }

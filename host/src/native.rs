@@ -81,24 +81,27 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Agent
         // A rollout's acts (sampled, whole blocks) keep their forward passes for the update.
         let keep = !deterministic && n % BLOCK == 0;
         self.aligned &= deterministic || keep;
+        // Actions are drawn in environment order, from the policy outputs `z`.
+        let mut draw = |z: &[f32; P], v: f32| {
+            let mut a = [0.0; P];
+            if deterministic {
+                net.head.mode(z, &mut a);
+            } else {
+                net.head.sample(z, &net.log_std, &mut self.rng, &mut a);
+            }
+            actions.extend_from_slice(&a);
+            values.push(v);
+        };
         // Environments `BLOCK` at a time through the block forward pass (each sample's numbers
-        // are those of `ActorCritic::act`); actions are drawn in environment order.
+        // are those of `ActorCritic::act`).
         for first in (0..n).step_by(BLOCK) {
-            let m = BLOCK.min(n - first);
-            if m < BLOCK {
+            if n - first < BLOCK {
                 // A short block (an evaluation's single environment): one lane at a time
                 // rather than a whole block of lanes for one sample.
                 let f = &mut *self.single;
                 for b in first..n {
                     net.forward(&Self::obs_at(obs, b)?, f);
-                    let mut a = [0.0; P];
-                    if deterministic {
-                        net.head.mode(&f.z, &mut a);
-                    } else {
-                        net.head.sample(&f.z, &net.log_std, &mut self.rng, &mut a);
-                    }
-                    actions.extend_from_slice(&a);
-                    values.push(f.v);
+                    draw(&f.z, f.v);
                 }
                 continue;
             }
@@ -111,20 +114,12 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Agent
             } else {
                 &mut *self.block
             };
-            for b in 0..m {
+            for b in 0..BLOCK {
                 fb.set_obs(b, &Self::obs_at(obs, first + b)?);
             }
             net.forward_block(fb);
-            for b in 0..m {
-                let mut a = [0.0; P];
-                if deterministic {
-                    net.head.mode(&fb.z_of(b), &mut a);
-                } else {
-                    net.head
-                        .sample(&fb.z_of(b), &net.log_std, &mut self.rng, &mut a);
-                }
-                actions.extend_from_slice(&a);
-                values.push(fb.v[0][b]);
+            for b in 0..BLOCK {
+                draw(&fb.z_of(b), fb.v[0][b]);
             }
         }
         Ok((actions, values))

@@ -19,6 +19,24 @@ pub enum Algo {
     A2c,
 }
 
+impl Algo {
+    /// The name on the command line (`--algo`) and in run-folder names.
+    pub fn cli_name(self) -> &'static str {
+        match self {
+            Algo::Acktr => "acktr",
+            Algo::A2c => "a2c",
+        }
+    }
+
+    /// The name in tables and reports.
+    pub fn label(self) -> &'static str {
+        match self {
+            Algo::Acktr => "ACKTR",
+            Algo::A2c => "A2C",
+        }
+    }
+}
+
 /// Which implementation trains.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 pub enum Backend {
@@ -450,10 +468,9 @@ impl TrainArgs {
                 "--train-mean-window must be at least 1 episode".into(),
             ));
         }
-        if s.stop_at_train_mean.is_some_and(|r| !r.is_finite()) {
+        if let Some(r) = s.stop_at_train_mean.filter(|r| !r.is_finite()) {
             return Err(HostError::InvalidSetting(format!(
-                "--stop-at-train-mean must be a finite return, got {}",
-                s.stop_at_train_mean.unwrap_or_default()
+                "--stop-at-train-mean must be a finite return, got {r}"
             )));
         }
         if s.stop_at.is_some() && s.env_options.normalize_obs {
@@ -486,13 +503,10 @@ impl TrainArgs {
     /// The run folder.
     pub fn out_dir(&self) -> PathBuf {
         self.out.clone().unwrap_or_else(|| {
-            let algo = match self.algo {
-                Algo::Acktr => "acktr",
-                Algo::A2c => "a2c",
-            };
             PathBuf::from("runs").join(format!(
-                "{}-{algo}-s{}",
+                "{}-{}-s{}",
                 self.env.replace('/', "_"),
+                self.algo.cli_name(),
                 self.seed
             ))
         })

@@ -396,9 +396,8 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
     let mut last_ckpt = env_steps;
     let mut last_eval = env_steps;
     let mut solved_at = None;
-    // The --stop-at-train-mean window: the last returns and their running sum.
+    // The --stop-at-train-mean window: the last returns.
     let mut window: VecDeque<f64> = VecDeque::new();
-    let mut window_sum = 0.0f64;
     let mut train_mean_reached = None;
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
 
@@ -425,24 +424,18 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
             if let (Some(target), None) = (settings.stop_at_train_mean, train_mean_reached) {
                 let n = settings.train_mean_window;
                 window.push_back(ep.ret);
-                window_sum += ep.ret;
                 if window.len() > n {
-                    window_sum -= window.pop_front().unwrap_or(0.0);
+                    window.pop_front();
                 }
-                // The running sum only screens; the decision uses an exact re-summation.
-                if window.len() == n
-                    && window_sum / n as f64 >= target - 1e-6 * target.abs().max(1.0)
-                {
-                    let mean = window.iter().sum::<f64>() / n as f64;
-                    if mean >= target {
-                        train_mean_reached = Some(TrainMeanReached {
-                            window: n,
-                            target,
-                            mean,
-                            env_steps: step_at,
-                            secs: start.elapsed().as_secs_f64(),
-                        });
-                    }
+                let mean = window.iter().sum::<f64>() / n as f64;
+                if window.len() == n && mean >= target {
+                    train_mean_reached = Some(TrainMeanReached {
+                        window: n,
+                        target,
+                        mean,
+                        env_steps: step_at,
+                        secs: start.elapsed().as_secs_f64(),
+                    });
                 }
             }
         }

@@ -323,13 +323,10 @@ fn a_killed_run_resumes_from_its_checkpoint() {
 
 /// The returns (`r`) and lengths (`l`) of a run's monitor.csv, in completion order.
 fn monitor_rows(run: &Path) -> Vec<(f64, u64)> {
-    let text = std::fs::read_to_string(run.join("monitor.csv")).expect("monitor.csv");
-    text.lines()
-        .skip(2) // the `#{...}` line and the header
-        .map(|l| {
-            let c: Vec<&str> = l.split(',').collect();
-            (c[0].trim().parse().unwrap(), c[1].trim().parse().unwrap())
-        })
+    acktr_host::run::read_monitor_rows(&run.join("monitor.csv"))
+        .expect("monitor.csv")
+        .into_iter()
+        .map(|(r, l, _)| (r, l))
         .collect()
 }
 

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use checkpoint::{crc32c, Checkpoint};
-pub(crate) use monitor::read_rows as read_monitor_rows;
+pub use monitor::read_rows as read_monitor_rows;
 pub use monitor::Monitor;
 pub use progress::{Progress, Value};
 pub use tensorboard::{masked_crc32c, TensorBoard};

@@ -199,7 +199,7 @@ fn py_json_str(s: &str) -> String {
 
 /// Read the rows of a `monitor.csv` (any file in SB3's format: extra columns are ignored):
 /// `(r, l, t)` per episode, in file order. A half-written last row is skipped.
-pub(crate) fn read_rows(path: &Path) -> Result<Vec<(f64, u64, f64)>> {
+pub fn read_rows(path: &Path) -> Result<Vec<(f64, u64, f64)>> {
     let bad = |reason: String| HostError::BadFile {
         path: path.to_path_buf(),
         reason,
