@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up the project-local Python environment (.venv) that the host trainer builds against:
+# Set up the project-local Python environment (.venv) that acktr-torch (the libtorch backend)
+# and the Gymnasium bridge build against:
 # libtorch 2.13.0 from PyPI's torch wheel (what tch 0.26 wants), and, when present,
 # the Gymnasium packages of python/requirements-gym.txt. Idempotent: fast when already done.
 # .cargo/config.toml points LIBTORCH at .venv/torch, the link this script makes.

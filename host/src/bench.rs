@@ -52,12 +52,14 @@ pub struct BenchArgs {
     pub cartpole_total_steps: u64,
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
+/// Median of durations (the upper middle for an even count).
+pub fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v.get(v.len() / 2).copied().unwrap_or_default()
 }
 
-fn ms(d: Duration) -> f64 {
+/// Milliseconds.
+pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
@@ -95,7 +97,8 @@ fn mlp_row(agent: &mut dyn Agent, updates: usize) -> Result<Row> {
     })
 }
 
-fn bench_config(algo: Algo) -> Config {
+/// The benchmark's learner configuration for `algo`.
+pub fn bench_config(algo: Algo) -> Config {
     match algo {
         // Natural steps from the first update, so every timed update is an ACKTR update.
         Algo::Acktr => Config {
@@ -106,12 +109,21 @@ fn bench_config(algo: Algo) -> Config {
     }
 }
 
+/// The trainer whose whole processes the tables time: the lean `acktr` next to this executable
+/// when it exists (what users run for native training: `acktr-torch` would add libtorch's
+/// start-up to every run), else this executable.
+fn trainer_exe() -> Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()
+        .map_err(|e| crate::error::HostError::io("the acktr executable", e))?;
+    Ok(crate::cli::sibling_exe(&exe, crate::cli::LEAN_BIN).unwrap_or(exe))
+}
+
 /// Whole-process wall time of the Pendulum-v1 preset (and of a peer's command beside it),
 /// interleaved run by run.
 fn pendulum_table(args: &BenchArgs) -> Result<String> {
     use crate::error::HostError;
     use std::process::{Command, Stdio};
-    let exe = std::env::current_exe().map_err(|e| HostError::io("the acktr executable", e))?;
+    let exe = trainer_exe()?;
     let dir = std::env::temp_dir().join(format!("acktr-bench-{}", std::process::id()));
     let time = |cmd: &mut Command| -> Result<f64> {
         let t = Instant::now();
@@ -238,7 +250,7 @@ fn cartpole_table(args: &BenchArgs) -> Result<String> {
             "--cartpole-target must be finite".into(),
         ));
     }
-    let exe = std::env::current_exe().map_err(|e| HostError::io("the acktr executable", e))?;
+    let exe = trainer_exe()?;
     let dir = std::env::temp_dir().join(format!("acktr-bench-cartpole-{}", std::process::id()));
     let target = args.cartpole_target.to_string();
     let cap = args.cartpole_total_steps.to_string();
@@ -388,7 +400,8 @@ pub fn bench(args: &BenchArgs) -> Result<String> {
     out += "## MLP 64-64 (tanh, shared trunk), CartPole-v1, 16 envs × 20 steps\n\n";
     out += "| backend | algo | env-steps/s (whole loop) | update (median) |\n|---|---|---|---|\n";
     let mut ratios = Vec::new();
-    let backends: &[&str] = if cfg!(feature = "torch") {
+    let hooks = crate::torch_hooks::get();
+    let backends: &[&str] = if hooks.is_some() {
         &["native", "tch"]
     } else {
         &["native"]
@@ -428,9 +441,8 @@ pub fn bench(args: &BenchArgs) -> Result<String> {
     if args.cartpole_seeds > 0 {
         out += &cartpole_table(args)?;
     }
-    #[cfg(feature = "torch")]
-    {
-        out += &tch_tables(args)?;
+    if let Some(h) = hooks {
+        out += &(h.bench_tables)(args)?;
     }
     Ok(out)
 }
@@ -444,141 +456,6 @@ fn make(backend: &str, algo: Algo, stat_stride: u32) -> Result<Box<dyn Agent>> {
     };
     let env = envs::make("CartPole-v1", 1)?;
     crate::train::make_agent(&mut s, env.as_ref(), crate::settings::DeviceArg::Cpu)
-}
-
-#[cfg(feature = "torch")]
-fn tch_tables(args: &BenchArgs) -> Result<String> {
-    use crate::torch::agent::TorchAgent;
-    use crate::torch::learner::Timings;
-    use crate::torch::net::Arch;
-    use acktr_core::{Activation, HeadKind};
-
-    let breakdown = |t: &[Timings]| -> [f64; 6] {
-        let pick = |f: fn(&Timings) -> Duration| ms(median(t.iter().map(f).collect()));
-        [
-            pick(|t| t.forward),
-            pick(|t| t.factors),
-            pick(|t| t.backward),
-            pick(|t| t.inverse),
-            pick(|t| t.precondition),
-            pick(|t| t.step),
-        ]
-    };
-    let mut out = String::new();
-    let device = if tch::Cuda::is_available() {
-        tch::Device::Cuda(0)
-    } else {
-        tch::Device::Cpu
-    };
-    out += &format!("\n## Where an ACKTR update's time goes (tch, {device:?}; medians, ms)\n\n");
-    out += "| network, batch | forward + loss | Fisher backward + factor statistics | loss backward | inverse (amortised: every 10th) | precondition | step | A2C update |\n|---|---|---|---|---|---|---|---|\n";
-
-    // MLP on CartPole-like data.
-    let cases: Vec<(&str, Arch, Vec<usize>, usize, usize)> = vec![
-        (
-            "MLP 64-64, 16×20",
-            Arch::Mlp {
-                hidden: vec![64, 64],
-                separate: false,
-                activation: Activation::Tanh,
-            },
-            vec![4],
-            2,
-            args.updates,
-        ),
-        (
-            "Nature CNN 84×84×4, 32×20",
-            Arch::Nature,
-            vec![4, 84, 84],
-            4,
-            args.conv_updates,
-        ),
-    ];
-    for (name, arch, shape, actions, reps) in cases {
-        if args.no_conv && matches!(arch, Arch::Nature) {
-            continue;
-        }
-        let batch = if matches!(arch, Arch::Nature) {
-            32 * 20
-        } else {
-            16 * 20
-        };
-        let obs_len: usize = shape.iter().product();
-        let mut r = HostRollout::new(batch, obs_len, actions);
-        tch::manual_seed(0);
-        let scale = if matches!(arch, Arch::Nature) {
-            255.0
-        } else {
-            1.0
-        };
-        r.obs = Vec::<f32>::try_from(
-            tch::Tensor::rand(
-                [(batch * obs_len) as i64],
-                (tch::Kind::Float, tch::Device::Cpu),
-            ) * scale,
-        )
-        .unwrap_or_default();
-        for i in 0..batch {
-            let mut a = vec![0.0; actions];
-            a[i % actions] = 1.0;
-            r.actions.extend_from_slice(&a);
-        }
-        r.rewards = vec![0.0; batch];
-        r.values = vec![0.0; batch];
-        r.ends = vec![acktr_core::Ending::Continues; batch];
-        r.advantages = (0..batch)
-            .map(|i| ((i * 7919) % 13) as f32 / 6.0 - 1.0)
-            .collect();
-        r.returns = (0..batch)
-            .map(|i| ((i * 104_729) % 17) as f32 / 8.0)
-            .collect();
-        let mut timings = Vec::new();
-        let mut acktr = TorchAgent::new(
-            bench_config(Algo::Acktr),
-            arch.clone(),
-            &shape,
-            HeadKind::Categorical,
-            actions,
-            device,
-            0,
-        )?;
-        let mut inverse_every_update = Vec::new();
-        acktr.update(&r)?;
-        for i in 0..reps.max(10) {
-            acktr.update(&r)?;
-            let t = acktr.learner.timings;
-            if (i + 1) % 10 == 0 {
-                inverse_every_update.push(t.inverse);
-            }
-            timings.push(t);
-        }
-        let mut a2c = TorchAgent::new(
-            bench_config(Algo::A2c),
-            arch,
-            &shape,
-            HeadKind::Categorical,
-            actions,
-            device,
-            0,
-        )?;
-        a2c.update(&r)?;
-        let mut a2c_times = Vec::new();
-        for _ in 0..reps {
-            let t = Instant::now();
-            a2c.update(&r)?;
-            a2c_times.push(t.elapsed());
-        }
-        let b = breakdown(&timings);
-        let a2c_ms = ms(median(a2c_times));
-        let inv_full = ms(median(inverse_every_update));
-        out += &format!(
-            "| {name} | {:.2} | {:.2} | {:.2} | {:.2} ({:.2} when computed) | {:.2} | {:.2} | {:.2} |\n",
-            b[0], b[1], b[2], inv_full / 10.0, inv_full, b[4], b[5], a2c_ms
-        );
-        let acktr_total = b[0] + b[1] + b[2] + inv_full / 10.0 + b[4] + b[5];
-        out += &format!("| ↳ ACKTR total (amortised) / A2C | {acktr_total:.2} ms / {a2c_ms:.2} ms = {:.2}× | | | | | | |\n", acktr_total / a2c_ms);
-    }
-    Ok(out)
 }
 
 impl TrainArgs {

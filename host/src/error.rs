@@ -51,6 +51,11 @@ pub enum HostError {
     /// An error from the embedded Python (Gymnasium bridge).
     #[error("gymnasium: {0}")]
     Python(String),
+    /// The work needs libtorch, which this process has not loaded (no
+    /// [`crate::torch_hooks`] installed: the lean `acktr`). Returned before anything is
+    /// written, so that the CLI can hand the whole command to `acktr-torch` instead.
+    #[error("{0} needs libtorch, which only `acktr-torch` loads")]
+    NeedsTorch(String),
 }
 
 impl HostError {

@@ -1,19 +1,20 @@
-//! `acktr-host`: the workstation half of ACKTR — vectorised environments, the trainers
-//! (native on acktr-core, and libtorch), run folders with logs and checkpoints, export, plots.
+//! `acktr-host`: the workstation half of ACKTR — vectorised environments, the trainer (native
+//! on acktr-core; the libtorch backend plugs in from the `acktr-torch` crate through
+//! [`torch_hooks`]), run folders with logs and checkpoints, export, plots, the CLI.
 
 // Index loops keep several per-environment arrays in step.
 #![allow(clippy::needless_range_loop)]
 
 pub mod agent;
 pub mod bench;
+pub mod cli;
 pub mod envs;
 pub mod error;
 pub mod native;
 pub mod plot;
 pub mod run;
 pub mod settings;
-#[cfg(feature = "torch")]
-pub mod torch;
+pub mod torch_hooks;
 pub mod train;
 
 pub use error::{HostError, Result};

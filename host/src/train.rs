@@ -15,6 +15,7 @@ use crate::native::{self, NativeSpec};
 use crate::run::checkpoint::Checkpoint;
 use crate::run::RunDir;
 use crate::settings::{ArchArg, Backend, DeviceArg, Settings, TrainArgs};
+use crate::torch_hooks;
 
 /// Head and outputs for an action space.
 pub fn head_for(space: &Space) -> (HeadKind, usize) {
@@ -24,14 +25,76 @@ pub fn head_for(space: &Space) -> (HeadKind, usize) {
     }
 }
 
+/// Why these settings need libtorch whatever the environment, if they do: `--backend tch`,
+/// `--device cuda`, a conv net under `--backend auto`, or `--device auto` on a machine with an
+/// NVIDIA driver (only libtorch can tell whether CUDA is usable). `None`: maybe not (an MLP
+/// whose sizes have no native network still needs it: [`make_agent`] finds out).
+pub fn needs_torch(s: &Settings, device: DeviceArg) -> Option<String> {
+    if s.backend == Backend::Tch {
+        return Some("--backend tch".into());
+    }
+    if s.backend == Backend::Native {
+        return None; // native or an error, never libtorch
+    }
+    if device == DeviceArg::Cuda {
+        return Some("--device cuda".into());
+    }
+    if s.arch != ArchArg::Mlp {
+        return Some(format!("the {:?} conv net (no native backend)", s.arch).to_lowercase());
+    }
+    if device == DeviceArg::Auto && nvidia_driver_present() {
+        return Some(
+            "--device auto on a machine with an NVIDIA driver (pass --device cpu to stay native)"
+                .into(),
+        );
+    }
+    None
+}
+
+/// An NVIDIA kernel driver is loaded, so CUDA may be usable (a cheap check without libtorch).
+fn nvidia_driver_present() -> bool {
+    cfg!(target_os = "linux")
+        && (Path::new("/proc/driver/nvidia/version").exists()
+            || Path::new("/dev/nvidiactl").exists())
+}
+
+/// [`HostError::NeedsTorch`] when [`needs_torch`] says so and this process has no libtorch
+/// ([`torch_hooks::get`] is `None`).
+fn torch_gate(s: &Settings, device: DeviceArg) -> Result<()> {
+    match (torch_hooks::get(), needs_torch(s, device)) {
+        (None, Some(why)) => Err(HostError::NeedsTorch(why)),
+        _ => Ok(()),
+    }
+}
+
+/// [`torch_gate`] for a saved run (`--resume`, `eval`, `export`): the reason names the run.
+fn torch_gate_for_run(run: &RunDir, s: &Settings, device: DeviceArg) -> Result<()> {
+    torch_gate(s, device).map_err(|e| match e {
+        HostError::NeedsTorch(why) => HostError::NeedsTorch(format!(
+            "the run in {} ({})",
+            run.path().display(),
+            if s.backend == Backend::Tch {
+                "trained on backend tch".to_string()
+            } else {
+                why
+            }
+        )),
+        other => other,
+    })
+}
+
 /// Build the agent the settings ask for; fills in the backend and device actually used.
+/// Without libtorch ([`torch_hooks`]) a run that needs it fails with
+/// [`HostError::NeedsTorch`], having changed nothing.
 pub fn make_agent(s: &mut Settings, env: &dyn VecEnv, device: DeviceArg) -> Result<Box<dyn Agent>> {
+    torch_gate(s, device)?;
+    let hooks = torch_hooks::get();
     let (head, outputs) = head_for(env.action_space());
     let two_equal = s.hidden.len() == 2 && s.hidden[0] == s.hidden[1];
     let want_cuda = match device {
         DeviceArg::Cpu => false,
         DeviceArg::Cuda => true,
-        DeviceArg::Auto => cuda_available(),
+        DeviceArg::Auto => hooks.is_some_and(|h| (h.cuda_available)()),
     };
     let native_ok = s.arch == ArchArg::Mlp && two_equal && env.obs_shape().len() == 1;
     let spec = NativeSpec {
@@ -70,75 +133,16 @@ pub fn make_agent(s: &mut Settings, env: &dyn VecEnv, device: DeviceArg) -> Resu
             None => {}
         }
     }
-    tch_agent(s, env, head, outputs, want_cuda)
-}
-
-#[cfg(feature = "torch")]
-fn cuda_available() -> bool {
-    tch::Cuda::is_available()
-}
-
-#[cfg(not(feature = "torch"))]
-fn cuda_available() -> bool {
-    false
-}
-
-#[cfg(feature = "torch")]
-fn tch_agent(
-    s: &mut Settings,
-    env: &dyn VecEnv,
-    head: HeadKind,
-    outputs: usize,
-    cuda: bool,
-) -> Result<Box<dyn Agent>> {
-    use crate::torch::net::Arch;
-    if cuda && !tch::Cuda::is_available() {
-        return Err(HostError::InvalidSetting(
-            "--device cuda: no CUDA device is available".into(),
-        ));
+    match hooks {
+        Some(h) => (h.make_agent)(s, env, head, outputs, want_cuda),
+        None => Err(HostError::NeedsTorch(format!(
+            "this run (arch {:?}, hidden {:?}, obs shape {:?}; native sizes: {})",
+            s.arch,
+            s.hidden,
+            env.obs_shape(),
+            native::built_in()
+        ))),
     }
-    let device = if cuda {
-        tch::Device::Cuda(0)
-    } else {
-        tch::Device::Cpu
-    };
-    let arch = match s.arch {
-        ArchArg::Mlp => Arch::Mlp {
-            hidden: s.hidden.clone(),
-            separate: s.separate,
-            activation: s.activation.core(),
-        },
-        ArchArg::Minatar => Arch::MinAtar,
-        ArchArg::Nature => Arch::Nature,
-    };
-    s.backend = Backend::Tch;
-    s.device = format!("{device:?}").to_lowercase();
-    let agent = crate::torch::agent::TorchAgent::new(
-        s.config,
-        arch,
-        env.obs_shape(),
-        head,
-        outputs,
-        device,
-        s.seed,
-    )?;
-    Ok(Box::new(agent))
-}
-
-#[cfg(not(feature = "torch"))]
-fn tch_agent(
-    s: &mut Settings,
-    _: &dyn VecEnv,
-    _: HeadKind,
-    _: usize,
-    _: bool,
-) -> Result<Box<dyn Agent>> {
-    Err(HostError::InvalidSetting(format!(
-        "this run needs the libtorch backend (arch {:?}, hidden {:?}), but acktr was built without the `torch` feature; native sizes: {}",
-        s.arch,
-        s.hidden,
-        native::built_in()
-    )))
 }
 
 /// Policy actions (one-hot or continuous, `n × act_len`) as environment actions.
@@ -331,9 +335,14 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
         if let Some(total) = args.total_steps {
             s.total_steps = total; // a resumed run may be extended
         }
+        // Before the environment (which may start Python).
+        torch_gate_for_run(&run, &s, args.device)?;
         (Some(run), s, true)
     } else {
-        (None, args.resolve()?, false)
+        let s = args.resolve()?;
+        // Before the environment (which may start Python) and long before the run folder.
+        torch_gate(&s, args.device)?;
+        (None, s, false)
     };
     let mut env = envs::make_with(&settings.env, settings.num_envs, &settings.env_options)?;
     let mut agent = make_agent(&mut settings, env.as_ref(), args.device)?;
@@ -688,13 +697,14 @@ fn run_settings(run: &RunDir, config: &serde_json::Value) -> Result<Settings> {
 pub fn load_run(dir: &Path) -> Result<(Settings, Box<dyn Agent>)> {
     let (run, cfg) = RunDir::open_for_resume(dir)?;
     let mut s = run_settings(&run, &cfg)?;
-    let env = envs::make(&s.env, 1)?;
     let backend = s.backend;
     let device = if s.device.contains("cuda") {
         DeviceArg::Cuda
     } else {
         DeviceArg::Cpu
     };
+    torch_gate_for_run(&run, &s, device)?;
+    let env = envs::make(&s.env, 1)?;
     let mut agent = make_agent(&mut s, env.as_ref(), device)?;
     if s.backend != backend {
         return Err(HostError::BadFile {

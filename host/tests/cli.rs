@@ -1,7 +1,11 @@
 //! The `acktr` binary as a user runs it: training to a target with both backends, export into
 //! the core's format, and every bad input ending in a clear message and a non-zero exit.
+//!
+//! `acktr` is the lean binary (no libtorch): the tests of libtorch work go through its hand-over
+//! to `acktr-torch` in the same folder, which `cargo test --workspace` builds (it is the binary of
+//! the workspace member acktr-torch, which has integration tests).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn acktr(args: &[&str]) -> Output {
@@ -9,6 +13,19 @@ fn acktr(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run acktr")
+}
+
+/// `acktr-torch` next to `acktr`: the tests that need libtorch fail clearly without it.
+fn torch_sibling() -> PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_acktr"))
+        .with_file_name(format!("acktr-torch{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        p.is_file(),
+        "{} is missing: the libtorch tests need it (run `cargo test --workspace`, or \
+         `cargo build -p acktr-torch` with this profile first)",
+        p.display()
+    );
+    p
 }
 
 fn stderr(o: &Output) -> String {
@@ -37,6 +54,7 @@ fn eval_rows(run: &Path) -> Vec<(f64, f64)> {
 
 #[test]
 fn tch_acktr_solves_cartpole() {
+    torch_sibling();
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let o = acktr(&[
@@ -109,6 +127,7 @@ fn native_run_exports_a_policy_the_core_loads() {
 #[test]
 fn conv_policies_refuse_export_with_a_reason() {
     // A MinAtar-size conv net cannot go to the core: a clear error, not a panic.
+    torch_sibling();
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let o = acktr(&[
@@ -136,6 +155,104 @@ fn conv_policies_refuse_export_with_a_reason() {
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn the_lean_binary_hands_libtorch_work_to_acktr_torch() {
+    torch_sibling();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let r = run.to_str().unwrap();
+    let o = acktr(&[
+        "train",
+        "--env",
+        "CartPole-v1",
+        "--backend",
+        "tch",
+        "--total-steps",
+        "640",
+        "--eval-episodes",
+        "0",
+        "--out",
+        r,
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("backend Tch"), "{err}");
+    assert!(!err.contains("error"), "{err}");
+    let config = std::fs::read_to_string(run.join("config.json")).unwrap();
+    assert!(config.contains("\"backend\": \"Tch\""), "{config}");
+    // Loading a tch run hands over too.
+    let o = acktr(&["eval", r, "--episodes", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("1 episodes"),
+        "{o:?}"
+    );
+}
+
+#[test]
+fn without_acktr_torch_libtorch_work_is_refused_before_any_write() {
+    // A copy of the lean binary alone in a folder: no sibling to hand over to.
+    let dir = tempfile::tempdir().unwrap();
+    let lone = dir
+        .path()
+        .join(format!("acktr{}", std::env::consts::EXE_SUFFIX));
+    std::fs::copy(env!("CARGO_BIN_EXE_acktr"), &lone).unwrap();
+    let run = dir.path().join("run");
+    let cases: [&[&str]; 3] = [
+        &["train", "--backend", "tch"],
+        &["train", "--env", "CartPole-v1", "--device", "cuda"],
+        &["train", "--env", "CartPole-v1", "--arch", "minatar"],
+    ];
+    for args in cases {
+        let o = Command::new(&lone)
+            .args(args)
+            .arg("--out")
+            .arg(&run)
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains("needs libtorch"), "{args:?}: {err}");
+        assert!(
+            err.contains("cargo build --release -p acktr-torch"),
+            "{args:?}: {err}"
+        );
+        assert!(!run.exists(), "{args:?} created the run folder");
+    }
+    // Native work is unaffected.
+    let o = Command::new(&lone)
+        .args([
+            "train",
+            "--total-steps",
+            "640",
+            "--eval-episodes",
+            "0",
+            "--quiet",
+        ])
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn the_lean_binary_does_not_link_libtorch() {
+    let Ok(o) = Command::new("readelf")
+        .args(["-d", env!("CARGO_BIN_EXE_acktr")])
+        .output()
+    else {
+        eprintln!("readelf not found: skipped");
+        return;
+    };
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("NEEDED"), "{text}");
+    for lib in ["libtorch", "libc10"] {
+        assert!(!text.contains(lib), "acktr needs {lib}: {text}");
+    }
 }
 
 #[test]

@@ -8,8 +8,8 @@ use acktr_core::{
     log_softmax, standard_normal, uniform01, Activation, ActorCritic, Config, Ending, Forward,
     HeadKind, Learner, Rollout, Step,
 };
-use acktr_host::torch::learner::{Batch, FisherNoise, TorchLearner};
-use acktr_host::torch::net::{Arch, TorchNet};
+use acktr_torch::learner::{Batch, FisherNoise, TorchLearner};
+use acktr_torch::net::{Arch, TorchNet};
 use tch::{Device, Kind, Tensor};
 
 const OBS: usize = 4;

@@ -12,10 +12,10 @@
 //!   the damping (layers of a group share `Ā`; π uses the traces of all their `S`), damped
 //!   inverses by Cholesky every `inverse_every` updates, `V = S_d⁻¹ G Ā_d⁻¹`.
 
+use acktr_host::error::{HostError, Result};
 use tch::{Kind, Tensor};
 
-use super::net::{Forward, TorchNet};
-use crate::error::{HostError, Result};
+use crate::net::{Forward, TorchNet};
 
 /// Factors and inverses of every layer of a [`TorchNet`].
 #[derive(Debug)]

@@ -1,12 +1,12 @@
 //! The libtorch backend as an [`Agent`].
 
 use acktr_core::{Config, HeadKind, PolicyArch, UpdateStats};
+use acktr_host::agent::{blob, bytes_f32, f32_bytes, Agent, HostRollout};
+use acktr_host::error::{HostError, Result};
 use tch::{Device, Kind, Tensor};
 
-use super::learner::{Batch, FisherNoise, TorchLearner};
-use super::net::{Arch, TorchNet};
-use crate::agent::{blob, bytes_f32, f32_bytes, Agent, HostRollout};
-use crate::error::{HostError, Result};
+use crate::learner::{Batch, FisherNoise, TorchLearner};
+use crate::net::{Arch, TorchNet};
 
 /// A [`TorchLearner`] as an [`Agent`].
 pub struct TorchAgent {

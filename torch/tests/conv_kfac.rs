@@ -1,11 +1,10 @@
 //! KFC factors of conv layers against factors built by hand: patches extracted with explicit
 //! loops (channel-major `(c, di, dj)` order, the layer's stride, a bias 1), `Ā` averaged over
 //! samples and output positions, `S` summed over positions and averaged over samples.
-#![cfg(feature = "torch")]
 
 use acktr_core::HeadKind;
-use acktr_host::torch::kfac::TorchKfac;
-use acktr_host::torch::net::{Arch, TorchNet};
+use acktr_torch::kfac::TorchKfac;
+use acktr_torch::net::{Arch, TorchNet};
 use tch::{Device, Kind, Tensor};
 
 fn vec(t: &Tensor) -> Vec<f32> {

@@ -7,10 +7,9 @@
 //! and each layer's pre-activation (attached; K-FAC's `g` comes from its gradient).
 
 use acktr_core::{Activation, HeadKind};
+use acktr_host::error::{HostError, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
-
-use crate::error::{HostError, Result};
 
 /// The network family and its sizes (saved in the run config and checkpoints).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

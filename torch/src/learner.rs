@@ -3,11 +3,11 @@
 //! any size and for conv nets.
 
 use acktr_core::{Config, HeadKind, Optimizer, UpdateStats};
+use acktr_host::error::{HostError, Result};
 use tch::{Kind, Tensor};
 
-use super::kfac::TorchKfac;
-use super::net::TorchNet;
-use crate::error::{HostError, Result};
+use crate::kfac::TorchKfac;
+use crate::net::TorchNet;
 
 const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
 

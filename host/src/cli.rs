@@ -1,0 +1,253 @@
+//! The command line of both binaries, `acktr` (lean: no libtorch) and `acktr-torch` (the
+//! same commands, with the libtorch backend installed through [`crate::torch_hooks`]): train,
+//! evaluate, export, plot and benchmark ACKTR / A2C policies.
+//!
+//! libtorch's static initialisers cost every process that links it ~0.24 s, so the `acktr`
+//! users run for native training does not link it. When it meets work that needs libtorch
+//! (`--backend tch`, conv nets, CUDA, a tch run's `--resume`/`eval`/`export`, `bench`), it
+//! replaces itself with `acktr-torch` from its own folder, same arguments, before anything
+//! was written ([`HostError::NeedsTorch`]). `acktr-torch` never hands over.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::error::HostError;
+use crate::settings::TrainArgs;
+use crate::torch_hooks::{self, TorchHooks};
+use crate::{plot, train};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+/// The lean binary's name (no libtorch).
+pub const LEAN_BIN: &str = "acktr";
+/// The binary with libtorch (package `acktr-torch`).
+pub const TORCH_BIN: &str = "acktr-torch";
+
+/// ACKTR (and A2C) from a workstation down to a microcontroller.
+#[derive(Parser)]
+#[command(name = "acktr", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a policy; writes a run folder (config, monitor.csv, progress.csv, TensorBoard
+    /// events, checkpoints, policy.ackp for MLP policies).
+    Train(Box<TrainArgs>),
+    /// Evaluate a run's policy.
+    Eval {
+        /// Run folder.
+        run: PathBuf,
+        /// Episodes.
+        #[arg(long, default_value_t = 20)]
+        episodes: u32,
+        /// Seed of the first episode.
+        #[arg(long, default_value_t = 12_345)]
+        seed: u64,
+    },
+    /// Export a run's MLP policy to acktr-core's policy file (what the firmware loads).
+    Export {
+        /// Run folder.
+        run: PathBuf,
+        /// Output file.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
+    /// Benchmark ACKTR against A2C (throughput, update cost, ACKTR's extra cost) on the
+    /// native and libtorch backends; prints markdown tables.
+    Bench(crate::bench::BenchArgs),
+    /// Plot learning curves (return against env steps) of one or more runs into a PNG.
+    Plot {
+        /// Run folders.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Output PNG.
+        #[arg(long, short)]
+        out: PathBuf,
+        /// Moving-average window in episodes.
+        #[arg(long, default_value_t = 20)]
+        window: usize,
+        /// One label per run (default: folder names).
+        #[arg(long)]
+        label: Vec<String>,
+        /// Runs with the same label become one mean curve with a min–max band.
+        #[arg(long)]
+        group: bool,
+        /// Title.
+        #[arg(long)]
+        title: Option<String>,
+    },
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.cmd {
+        Command::Train(args) => {
+            train::train(&args).with_context(|| format!("training {}", args.env))?;
+        }
+        Command::Eval {
+            run,
+            episodes,
+            seed,
+        } => {
+            let (s, mut agent) =
+                train::load_run(&run).with_context(|| format!("loading {}", run.display()))?;
+            let det = train::evaluate(agent.as_mut(), &s.env, episodes, seed, true)?;
+            let sto = train::evaluate(agent.as_mut(), &s.env, episodes, seed, false)?;
+            println!(
+                "{}: {episodes} episodes: deterministic {det:.2}, sampled {sto:.2}",
+                s.env
+            );
+        }
+        Command::Export { run, out } => {
+            let (_, agent) =
+                train::load_run(&run).with_context(|| format!("loading {}", run.display()))?;
+            let bytes = agent.export().context("exporting")?;
+            crate::run::checkpoint::write_atomic(&out, &bytes)?;
+            let h = acktr_core::read_header(&bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "{}: {} bytes; obs {}, hidden {:?}, {} trunk(s), {:?}, {:?} head with {} outputs",
+                out.display(),
+                bytes.len(),
+                h.obs_dim,
+                h.hidden.as_slice(),
+                h.trunks,
+                h.activation,
+                h.head,
+                h.actions
+            );
+        }
+        Command::Bench(args) => {
+            print!("{}", crate::bench::bench(&args)?);
+            if torch_hooks::get().is_none() {
+                println!(
+                    "\n(The libtorch rows and tables need `{TORCH_BIN}` next to `{LEAN_BIN}`: \
+                     `cargo build --release -p acktr-torch`, libtorch from scripts/setup.sh.)"
+                );
+            }
+        }
+        Command::Plot {
+            runs,
+            out,
+            window,
+            label,
+            group,
+            title,
+        } => {
+            let opts = plot::PlotOptions {
+                window,
+                labels: label,
+                group,
+                title,
+                ..plot::PlotOptions::default()
+            };
+            plot::plot_runs(&runs, &out, opts)?;
+            println!("{}", out.display());
+        }
+    }
+    Ok(())
+}
+
+/// `path`'s sibling executable `name` (same folder), if it exists.
+pub fn sibling_exe(path: &std::path::Path, name: &str) -> Option<PathBuf> {
+    let p = path.with_file_name(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    p.is_file().then_some(p)
+}
+
+/// This executable's sibling `name` (same folder as [`std::env::current_exe`]), if it exists.
+pub fn sibling_of_current_exe(name: &str) -> Option<PathBuf> {
+    sibling_exe(&std::env::current_exe().ok()?, name)
+}
+
+/// Commands the lean binary hands over before running anything, when `acktr-torch` exists:
+/// `bench`, whose libtorch rows and tables only `acktr-torch` can add.
+fn wants_torch_up_front(cli: &Cli) -> bool {
+    matches!(cli.cmd, Command::Bench(_))
+}
+
+/// Replace this process with `acktr-torch` (same folder, same arguments). Returns only on
+/// failure, with the message to print.
+fn hand_over(why: &str, args: &[OsString]) -> String {
+    let Some(exe) = sibling_of_current_exe(TORCH_BIN) else {
+        let here = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(|d| d.display().to_string()))
+            .unwrap_or_else(|| "this folder".into());
+        return format!(
+            "{why} needs libtorch, which `{LEAN_BIN}` does not load: it hands such work to \
+             `{TORCH_BIN}`, which is not in {here}; build it with \
+             `cargo build --release -p acktr-torch` (libtorch: bash scripts/setup.sh)"
+        );
+    };
+    exec(&exe, args, why)
+}
+
+#[cfg(unix)]
+fn exec(exe: &std::path::Path, args: &[OsString], why: &str) -> String {
+    use std::io::Write;
+    use std::os::unix::process::CommandExt;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    let e = std::process::Command::new(exe).args(args).exec();
+    format!("{why} needs libtorch: cannot start {}: {e}", exe.display())
+}
+
+#[cfg(not(unix))]
+fn exec(exe: &std::path::Path, _: &[OsString], why: &str) -> String {
+    format!(
+        "{why} needs libtorch, which `{LEAN_BIN}` does not load: run `{}` with the same arguments",
+        exe.display()
+    )
+}
+
+/// The [`HostError::NeedsTorch`] reason anywhere in `e`'s chain.
+fn needs_torch(e: &anyhow::Error) -> Option<String> {
+    e.chain().find_map(|c| match c.downcast_ref::<HostError>() {
+        Some(HostError::NeedsTorch(why)) => Some(why.clone()),
+        _ => None,
+    })
+}
+
+/// Parse the command line and run it; what both binaries' `main` is. `hooks`: the libtorch
+/// backend (`acktr-torch`), or `None` (the lean `acktr`, which hands work needing libtorch
+/// over to `acktr-torch`).
+pub fn main(hooks: Option<TorchHooks>) -> ExitCode {
+    if let Some(h) = hooks {
+        // A second installation (not made by the binaries) keeps the first.
+        let _ = torch_hooks::install(h);
+    }
+    // With libtorch in this process, never hand over (no loop).
+    let lean = torch_hooks::get().is_none();
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let cli = Cli::parse();
+    if lean && wants_torch_up_front(&cli) && sibling_of_current_exe(TORCH_BIN).is_some() {
+        eprintln!(
+            "acktr: error: {}",
+            hand_over("acktr bench's libtorch tables", &args)
+        );
+        return ExitCode::FAILURE;
+    }
+    // Native networks live inline (no allocator in the core): give large ones room.
+    let worker = std::thread::Builder::new()
+        .stack_size(512 << 20)
+        .spawn(move || run(cli));
+    let result = match worker {
+        Ok(h) => h
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("internal error (panic); please report it"))),
+        Err(e) => Err(anyhow::anyhow!("cannot start the worker thread: {e}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            match needs_torch(&e) {
+                // Nothing was written: `acktr-torch` does the whole command.
+                Some(why) if lean => eprintln!("acktr: error: {}", hand_over(&why, &args)),
+                _ => eprintln!("acktr: error: {e:#}"),
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! `acktr bench`'s libtorch tables (appended to acktr-host's native ones).
+
+use std::time::{Duration, Instant};
+
+use acktr_core::{Activation, HeadKind};
+use acktr_host::agent::{Agent, HostRollout};
+use acktr_host::bench::{bench_config, median, ms, BenchArgs};
+use acktr_host::error::Result;
+use acktr_host::settings::Algo;
+
+use crate::agent::TorchAgent;
+use crate::learner::Timings;
+use crate::net::Arch;
+
+/// `acktr bench`'s libtorch tables: where an ACKTR update's time goes, MLP and Nature CNN.
+pub fn tch_tables(args: &BenchArgs) -> Result<String> {
+    let breakdown = |t: &[Timings]| -> [f64; 6] {
+        let pick = |f: fn(&Timings) -> Duration| ms(median(t.iter().map(f).collect()));
+        [
+            pick(|t| t.forward),
+            pick(|t| t.factors),
+            pick(|t| t.backward),
+            pick(|t| t.inverse),
+            pick(|t| t.precondition),
+            pick(|t| t.step),
+        ]
+    };
+    let mut out = String::new();
+    let device = if tch::Cuda::is_available() {
+        tch::Device::Cuda(0)
+    } else {
+        tch::Device::Cpu
+    };
+    out += &format!("\n## Where an ACKTR update's time goes (tch, {device:?}; medians, ms)\n\n");
+    out += "| network, batch | forward + loss | Fisher backward + factor statistics | loss backward | inverse (amortised: every 10th) | precondition | step | A2C update |\n|---|---|---|---|---|---|---|---|\n";
+
+    // MLP on CartPole-like data.
+    let cases: Vec<(&str, Arch, Vec<usize>, usize, usize)> = vec![
+        (
+            "MLP 64-64, 16×20",
+            Arch::Mlp {
+                hidden: vec![64, 64],
+                separate: false,
+                activation: Activation::Tanh,
+            },
+            vec![4],
+            2,
+            args.updates,
+        ),
+        (
+            "Nature CNN 84×84×4, 32×20",
+            Arch::Nature,
+            vec![4, 84, 84],
+            4,
+            args.conv_updates,
+        ),
+    ];
+    for (name, arch, shape, actions, reps) in cases {
+        if args.no_conv && matches!(arch, Arch::Nature) {
+            continue;
+        }
+        let batch = if matches!(arch, Arch::Nature) {
+            32 * 20
+        } else {
+            16 * 20
+        };
+        let obs_len: usize = shape.iter().product();
+        let mut r = HostRollout::new(batch, obs_len, actions);
+        tch::manual_seed(0);
+        let scale = if matches!(arch, Arch::Nature) {
+            255.0
+        } else {
+            1.0
+        };
+        r.obs = Vec::<f32>::try_from(
+            tch::Tensor::rand(
+                [(batch * obs_len) as i64],
+                (tch::Kind::Float, tch::Device::Cpu),
+            ) * scale,
+        )
+        .unwrap_or_default();
+        for i in 0..batch {
+            let mut a = vec![0.0; actions];
+            a[i % actions] = 1.0;
+            r.actions.extend_from_slice(&a);
+        }
+        r.rewards = vec![0.0; batch];
+        r.values = vec![0.0; batch];
+        r.ends = vec![acktr_core::Ending::Continues; batch];
+        r.advantages = (0..batch)
+            .map(|i| ((i * 7919) % 13) as f32 / 6.0 - 1.0)
+            .collect();
+        r.returns = (0..batch)
+            .map(|i| ((i * 104_729) % 17) as f32 / 8.0)
+            .collect();
+        let mut timings = Vec::new();
+        let mut acktr = TorchAgent::new(
+            bench_config(Algo::Acktr),
+            arch.clone(),
+            &shape,
+            HeadKind::Categorical,
+            actions,
+            device,
+            0,
+        )?;
+        let mut inverse_every_update = Vec::new();
+        acktr.update(&r)?;
+        for i in 0..reps.max(10) {
+            acktr.update(&r)?;
+            let t = acktr.learner.timings;
+            if (i + 1) % 10 == 0 {
+                inverse_every_update.push(t.inverse);
+            }
+            timings.push(t);
+        }
+        let mut a2c = TorchAgent::new(
+            bench_config(Algo::A2c),
+            arch,
+            &shape,
+            HeadKind::Categorical,
+            actions,
+            device,
+            0,
+        )?;
+        a2c.update(&r)?;
+        let mut a2c_times = Vec::new();
+        for _ in 0..reps {
+            let t = Instant::now();
+            a2c.update(&r)?;
+            a2c_times.push(t.elapsed());
+        }
+        let b = breakdown(&timings);
+        let a2c_ms = ms(median(a2c_times));
+        let inv_full = ms(median(inverse_every_update));
+        out += &format!(
+            "| {name} | {:.2} | {:.2} | {:.2} | {:.2} ({:.2} when computed) | {:.2} | {:.2} | {:.2} |\n",
+            b[0], b[1], b[2], inv_full / 10.0, inv_full, b[4], b[5], a2c_ms
+        );
+        let acktr_total = b[0] + b[1] + b[2] + inv_full / 10.0 + b[4] + b[5];
+        out += &format!("| ↳ ACKTR total (amortised) / A2C | {acktr_total:.2} ms / {a2c_ms:.2} ms = {:.2}× | | | | | | |\n", acktr_total / a2c_ms);
+    }
+    Ok(out)
+}
