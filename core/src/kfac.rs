@@ -26,6 +26,9 @@ use crate::Error;
 /// Smallest pivot `D_i` accepted as positive.
 const MIN_PIVOT: f32 = 1e-12;
 
+/// Rows of `L_A` one triangular-solve pass carries at once (independent sums in flight).
+const LB: usize = 4;
+
 /// `L D Lᵀ` of the symmetric matrix whose strict upper triangle is in `m` and diagonal in
 /// `diag`, plus `shift·I`. Writes `L` (strict lower) and `1/D` (diagonal) into `m`; leaves
 /// the upper triangle untouched. Fails if a pivot is not positive and finite.
@@ -74,8 +77,54 @@ fn add_outer_upper_chunk<const N: usize, const C: usize>(
     xs: &[&[f32; N]; C],
     w: f32,
 ) {
-    // Two rows at a time: each `x_c[j]` loaded once for both.
+    // Four rows at a time: each `x_c[j]` loaded once for all four, and four independent sums
+    // per column overlap their adds' latencies (~7% faster than two rows at a time).
     let mut i = 0;
+    while i + 4 <= N {
+        let wx: [[f32; C]; 4] =
+            core::array::from_fn(|r| core::array::from_fn(|c| w * xs[c][i + r]));
+        let (_, rows) = m.split_at_mut(i);
+        let [r0, r1, r2, r3, ..] = rows else {
+            break;
+        };
+        // The block's own upper triangle (diagonal in `diag`).
+        for r in 0..4 {
+            let d = &mut diag[i + r];
+            let mut acc = *d;
+            for c in 0..C {
+                acc += wx[r][c] * xs[c][i + r];
+            }
+            *d = acc;
+        }
+        let upper = [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)];
+        for (r, q) in upper {
+            let row: &mut [f32; N] = match r {
+                0 => r0,
+                1 => r1,
+                _ => r2,
+            };
+            let mut acc = row[i + q];
+            for c in 0..C {
+                acc += wx[r][c] * xs[c][i + q];
+            }
+            row[i + q] = acc;
+        }
+        for j in i + 4..N {
+            let mut a = [r0[j], r1[j], r2[j], r3[j]];
+            for c in 0..C {
+                let x = xs[c][j];
+                for r in 0..4 {
+                    a[r] += wx[r][c] * x;
+                }
+            }
+            r0[j] = a[0];
+            r1[j] = a[1];
+            r2[j] = a[2];
+            r3[j] = a[3];
+        }
+        i += 4;
+    }
+    // Then two rows at a time.
     while i + 1 < N {
         let wx0: [f32; C] = core::array::from_fn(|c| w * xs[c][i]);
         let wx1: [f32; C] = core::array::from_fn(|c| w * xs[c][i + 1]);
@@ -118,9 +167,11 @@ fn scale_upper<const N: usize>(m: &mut [[f32; N]; N], diag: &mut [f32; N], rho: 
     }
 }
 
-fn upper_is_finite<const N: usize>(m: &[[f32; N]; N], diag: &[f32; N]) -> bool {
+/// Whether a running average of outer products is finite, read from its diagonal alone: every
+/// term `w x_i x_j` is bounded by `w (x_i² + x_j²) / 2`, so a NaN or infinite entry comes with a
+/// NaN or infinite diagonal entry (`n` reads instead of `n²`, every update).
+fn upper_is_finite<const N: usize>(diag: &[f32; N]) -> bool {
     diag.iter().all(|v| v.is_finite())
-        && (0..N).all(|i| m[i][i + 1..].iter().all(|v| v.is_finite()))
 }
 
 fn write_dense<const N: usize>(m: &[[f32; N]; N], diag: &[f32; N], n: usize, out: &mut [f32]) {
@@ -206,7 +257,7 @@ impl<const I: usize> InputFactor<I> {
 
     /// All statistics finite.
     pub fn is_finite(&self) -> bool {
-        upper_is_finite(&self.m, &self.diag) && self.mean.iter().all(|v| v.is_finite())
+        upper_is_finite(&self.diag) && self.mean.iter().all(|v| v.is_finite())
     }
 
     /// Decompose `Ā + shift·I = L D Lᵀ`.
@@ -230,12 +281,45 @@ impl<const I: usize> InputFactor<I> {
     /// `[r, r_b] ← [r, r_b] L⁻ᵀ` (forward substitution) on `RB` rows of `[W | b]` at once:
     /// `r_i ← r_i − Σ_{k<i} L_ik r_k` (`k` ascending), then `r_b ← r_b − Σ_k L_Ik r_k`. The
     /// block is worked on transposed (`t[k]` holds column `k` of the `RB` rows), so every
-    /// `L_ik` is loaded once for the block and the `RB` rows form one vector. (Not inlined: one
-    /// block's transposed copy on the stack at a time.)
+    /// `L_ik` is loaded once for the block and the `RB` rows form one vector. Rows `i` of `L` go
+    /// [`LB`] at a time: their sums are independent chains until the block's own triangle, so
+    /// the adds' latency overlaps (one chain at a time is latency-bound, ~4× slower), while
+    /// each sum keeps its order. (Not inlined: one block's transposed copy on the stack at a
+    /// time.)
     #[inline(never)]
     fn forward_rows<const RB: usize>(&self, r: &mut [[f32; I]; RB], rb: &mut [f32; RB]) {
         let mut t = transpose(r);
-        for i in 1..I {
+        let mut bias = *rb;
+        let mut i0 = 0;
+        while i0 + LB <= I {
+            let mut acc: [[f32; RB]; LB] = core::array::from_fn(|j| t[i0 + j]);
+            for (k, tk) in t[..i0].iter().enumerate() {
+                for (j, aj) in acc.iter_mut().enumerate() {
+                    let l = self.m[i0 + j][k];
+                    for q in 0..RB {
+                        aj[q] -= l * tk[q];
+                    }
+                }
+            }
+            for j in 1..LB {
+                let (done, rest) = acc.split_at_mut(j);
+                for (k, tk) in done.iter().enumerate() {
+                    let l = self.m[i0 + j][i0 + k];
+                    for q in 0..RB {
+                        rest[0][q] -= l * tk[q];
+                    }
+                }
+            }
+            for (j, aj) in acc.iter().enumerate() {
+                let l = self.l_last[i0 + j];
+                for q in 0..RB {
+                    bias[q] -= l * aj[q];
+                }
+                t[i0 + j] = *aj;
+            }
+            i0 += LB;
+        }
+        for i in i0..I {
             let mut acc = t[i];
             for (tk, &l) in t[..i].iter().zip(&self.m[i][..i]) {
                 for q in 0..RB {
@@ -243,22 +327,53 @@ impl<const I: usize> InputFactor<I> {
                 }
             }
             t[i] = acc;
-        }
-        for (tk, &l) in t.iter().zip(&self.l_last) {
+            let l = self.l_last[i];
             for q in 0..RB {
-                rb[q] -= l * tk[q];
+                bias[q] -= l * acc[q];
             }
         }
+        *rb = bias;
         untranspose(&t, r);
     }
 
     /// `[r, r_b] ← [r, r_b] L⁻¹` (back substitution) on `RB` rows of `[W | b]` at once:
     /// `r_k ← r_k − r_b L_Ik − Σ_{i>k} L_ik r_i` for `k` from the last (`i` descending), on the
-    /// transposed block as in [`InputFactor::forward_rows`].
+    /// transposed block and [`LB`] columns `k` at a time, as in [`InputFactor::forward_rows`].
     #[inline(never)]
     fn backward_rows<const RB: usize>(&self, r: &mut [[f32; I]; RB], rb: &[f32; RB]) {
         let mut t = transpose(r);
-        for k in (0..I).rev() {
+        let mut end = I;
+        while end >= LB {
+            // acc[j] is column k = end − 1 − j.
+            let mut acc: [[f32; RB]; LB] = core::array::from_fn(|j| {
+                let k = end - 1 - j;
+                let lk = self.l_last[k];
+                core::array::from_fn(|q| t[k][q] - rb[q] * lk)
+            });
+            for i in (end..I).rev() {
+                let ti = t[i];
+                for (j, aj) in acc.iter_mut().enumerate() {
+                    let l = self.m[i][end - 1 - j];
+                    for q in 0..RB {
+                        aj[q] -= l * ti[q];
+                    }
+                }
+            }
+            for j in 1..LB {
+                let (done, rest) = acc.split_at_mut(j);
+                for (jj, ti) in done.iter().enumerate() {
+                    let l = self.m[end - 1 - jj][end - 1 - j];
+                    for q in 0..RB {
+                        rest[0][q] -= l * ti[q];
+                    }
+                }
+            }
+            for (j, aj) in acc.iter().enumerate() {
+                t[end - 1 - j] = *aj;
+            }
+            end -= LB;
+        }
+        for k in (0..end).rev() {
             let lk = self.l_last[k];
             let mut acc: [f32; RB] = core::array::from_fn(|q| t[k][q] - rb[q] * lk);
             for (ti, li) in t[k + 1..].iter().zip(&self.m[k + 1..]).rev() {
@@ -337,7 +452,7 @@ impl<const O: usize> OutputFactor<O> {
 
     /// All statistics finite.
     pub fn is_finite(&self) -> bool {
-        upper_is_finite(&self.m, &self.diag)
+        upper_is_finite(&self.diag)
     }
 
     /// Decompose `S + shift·I = L D Lᵀ`.
@@ -386,41 +501,50 @@ pub fn precondition<const I: usize, const O: usize>(
 ) -> f32 {
     // Y ← G L_A⁻ᵀ, a block of rows at a time.
     a_solve_rows::<I, 8, true>(a, w, b);
-    // Across rows: Y ← L_S⁻¹ Y (row i takes `Σ_{k<i} L_ik` row k, `k` ascending).
-    for i in 1..O {
-        w[i] = across_rows::<I, false>(&w[i], &w[..i], &s.m[i][..i]);
-        for k in 0..i {
-            b[i] -= s.m[i][k] * b[k];
-        }
-    }
-    let mut q = 0.0;
+    // Across rows: Y ← L_S⁻¹ Y.
+    s_solve::<I, O, false>(s, w, b);
+    // Z = D_S⁻¹ Y D_A⁻¹ and q = Σ Y_ij² / (D_S,i D_A,j), the weights' terms summed in
+    // [`Q_LANES`] partial sums (lane `j mod Q_LANES`, rows in order; one serial sum was a
+    // quarter of this function), the bias terms in their own.
+    let da: [f32; I] = core::array::from_fn(|j| a.m[j][j]);
+    let mut lanes = [0.0f32; Q_LANES];
+    let mut qb = 0.0;
     for i in 0..O {
         let dsi = s.m[i][i];
         let row = &mut w[i];
-        for j in 0..I {
-            let f = dsi * a.m[j][j];
-            q += row[j] * row[j] * f;
-            row[j] *= f;
+        for (r, d) in row.chunks_mut(Q_LANES).zip(da.chunks(Q_LANES)) {
+            for ((v, &dj), lane) in r.iter_mut().zip(d).zip(lanes.iter_mut()) {
+                let f = dsi * dj;
+                *lane += *v * *v * f;
+                *v *= f;
+            }
         }
         let f = dsi * a.d_last_inv;
-        q += b[i] * b[i] * f;
+        qb += b[i] * b[i] * f;
         b[i] *= f;
     }
-    // Across rows: V ← L_S⁻ᵀ Z, from the last row (row k takes `Σ_{i>k} L_ik` row i, `i`
-    // descending).
-    let mut col = [0.0f32; O];
-    for k in (0..O.saturating_sub(1)).rev() {
-        for (c, li) in col.iter_mut().zip(&s.m[k + 1..]) {
-            *c = li[k];
-        }
-        w[k] = across_rows::<I, true>(&w[k], &w[k + 1..], &col[..O - k - 1]);
-        for i in (k + 1..O).rev() {
-            b[k] -= s.m[i][k] * b[i];
-        }
-    }
+    let q = sum_lanes(&lanes) + qb;
+    // Across rows: V ← L_S⁻ᵀ Z.
+    s_solve::<I, O, true>(s, w, b);
     // V ← V L_A⁻¹.
     a_solve_rows::<I, 8, false>(a, w, b);
     q
+}
+
+/// Partial sums of the quadratic form in [`precondition`] (one AVX-512 vector).
+const Q_LANES: usize = 16;
+
+/// `Σ lanes` as a pairwise tree (halves first), a fixed order on every target.
+fn sum_lanes(lanes: &[f32; Q_LANES]) -> f32 {
+    let mut v = *lanes;
+    let mut n = Q_LANES;
+    while n > 1 {
+        n /= 2;
+        for k in 0..n {
+            v[k] += v[k + n];
+        }
+    }
+    v[0]
 }
 
 /// `t[k][q] = r[q][k]`.
@@ -468,62 +592,124 @@ fn a_solve_rows<const I: usize, const RB: usize, const FORWARD: bool>(
     }
 }
 
-/// One row of an across-row triangular solve: `r − Σ_t l_t rows_t`, `t` ascending (descending
-/// if `REV`), `rows` and `ls` of equal length. The columns go sixteen (then eight, four, one)
-/// at a time, held in registers while the rows stream past.
+/// The `L_S` solves of [`precondition`], across the rows of `[W | b]`: `L_S⁻¹` (`REV = false`:
+/// row `i` takes `−Σ_{k<i} L_ik` row `k`, `k` ascending, rows ascending) or `L_S⁻ᵀ` (`REV`: row
+/// `k` takes `−Σ_{i>k} L_ik` row `i`, `i` descending, rows descending). Rows go [`LB`] at a
+/// time (independent sums until the block's own triangle, so the adds' latencies overlap) and
+/// their columns 64 (then sixteen, eight, four, one) at a time, held in registers while the
+/// finished rows stream past.
 ///
-/// It returns the new row rather than writing it through a `&mut` borrowed beside `rows`: with
-/// that form (row `i` and rows `..i` from one `split_at_mut`, the bias folded in), rustc 1.95 at
-/// opt-level 3 produced wrong sums (right in debug builds), caught by `core/tests/kfac.rs` and
-/// `core/tests/gradients.rs`; this module's tests now pin the kernels bit for bit.
+/// The kernels read finished rows and write a block only when it is done: an earlier form
+/// (row `i` and rows `..i` from one `split_at_mut`) was miscompiled by rustc 1.95 at
+/// opt-level 3, caught by `core/tests/kfac.rs`; this module's tests pin the kernels bit for bit.
 #[inline(always)]
-fn across_rows<const I: usize, const REV: bool>(
-    r: &[f32; I],
-    rows: &[[f32; I]],
-    ls: &[f32],
-) -> [f32; I] {
-    let mut out = *r;
+fn s_solve<const I: usize, const O: usize, const REV: bool>(
+    s: &OutputFactor<O>,
+    w: &mut [[f32; I]; O],
+    b: &mut [f32; O],
+) {
+    let mut p0 = 0;
+    while p0 + LB <= O {
+        s_solve_block::<I, O, LB, REV>(s, w, b, p0);
+        p0 += LB;
+    }
+    while p0 < O {
+        s_solve_block::<I, O, 1, REV>(s, w, b, p0);
+        p0 += 1;
+    }
+}
+
+/// Rows at positions `p0..p0 + N` (in solve order) of [`s_solve`], all columns and the bias.
+#[inline(always)]
+fn s_solve_block<const I: usize, const O: usize, const N: usize, const REV: bool>(
+    s: &OutputFactor<O>,
+    w: &mut [[f32; I]; O],
+    b: &mut [f32; O],
+    p0: usize,
+) {
     let mut j0 = 0;
+    while j0 + 64 <= I {
+        s_solve_cols::<I, O, N, 64, REV>(s, w, p0, j0);
+        j0 += 64;
+    }
     while j0 + 16 <= I {
-        across_cols::<I, 16, REV>(&mut out, j0, rows, ls);
+        s_solve_cols::<I, O, N, 16, REV>(s, w, p0, j0);
         j0 += 16;
     }
     if j0 + 8 <= I {
-        across_cols::<I, 8, REV>(&mut out, j0, rows, ls);
+        s_solve_cols::<I, O, N, 8, REV>(s, w, p0, j0);
         j0 += 8;
     }
     if j0 + 4 <= I {
-        across_cols::<I, 4, REV>(&mut out, j0, rows, ls);
+        s_solve_cols::<I, O, N, 4, REV>(s, w, p0, j0);
         j0 += 4;
     }
     while j0 < I {
-        across_cols::<I, 1, REV>(&mut out, j0, rows, ls);
+        s_solve_cols::<I, O, N, 1, REV>(s, w, p0, j0);
         j0 += 1;
     }
-    out
+    let row = |p: usize| if REV { O - 1 - p } else { p };
+    let l = |r: usize, e: usize| if REV { s.m[e][r] } else { s.m[r][e] };
+    let mut acc: [f32; N] = core::array::from_fn(|j| b[row(p0 + j)]);
+    for p in 0..p0 {
+        let e = row(p);
+        for (j, a) in acc.iter_mut().enumerate() {
+            *a -= l(row(p0 + j), e) * b[e];
+        }
+    }
+    for j in 1..N {
+        for jj in 0..j {
+            acc[j] -= l(row(p0 + j), row(p0 + jj)) * acc[jj];
+        }
+    }
+    for (j, a) in acc.iter().enumerate() {
+        b[row(p0 + j)] = *a;
+    }
 }
 
-/// Columns `j0..j0 + CB` of [`across_rows`].
+/// Columns `j0..j0 + CB` of [`s_solve_block`].
 #[inline(always)]
-fn across_cols<const I: usize, const CB: usize, const REV: bool>(
-    r: &mut [f32; I],
+fn s_solve_cols<
+    const I: usize,
+    const O: usize,
+    const N: usize,
+    const CB: usize,
+    const REV: bool,
+>(
+    s: &OutputFactor<O>,
+    w: &mut [[f32; I]; O],
+    p0: usize,
     j0: usize,
-    rows: &[[f32; I]],
-    ls: &[f32],
 ) {
     if j0 + CB > I {
         return;
     }
-    let n = rows.len().min(ls.len());
-    let mut acc: [f32; CB] = core::array::from_fn(|c| r[j0 + c]);
-    for t in 0..n {
-        let t = if REV { n - 1 - t } else { t };
-        let (row, l) = (&rows[t], ls[t]);
-        for c in 0..CB {
-            acc[c] -= l * row[j0 + c];
+    let row = |p: usize| if REV { O - 1 - p } else { p };
+    let l = |r: usize, e: usize| if REV { s.m[e][r] } else { s.m[r][e] };
+    let mut acc: [[f32; CB]; N] =
+        core::array::from_fn(|j| core::array::from_fn(|c| w[row(p0 + j)][j0 + c]));
+    for p in 0..p0 {
+        let e = row(p);
+        let we: [f32; CB] = core::array::from_fn(|c| w[e][j0 + c]);
+        for (j, a) in acc.iter_mut().enumerate() {
+            let lj = l(row(p0 + j), e);
+            for c in 0..CB {
+                a[c] -= lj * we[c];
+            }
         }
     }
-    r[j0..j0 + CB].copy_from_slice(&acc);
+    for j in 1..N {
+        let (done, rest) = acc.split_at_mut(j);
+        for (jj, d) in done.iter().enumerate() {
+            let lj = l(row(p0 + j), row(p0 + jj));
+            for c in 0..CB {
+                rest[0][c] -= lj * d[c];
+            }
+        }
+    }
+    for (j, a) in acc.iter().enumerate() {
+        w[row(p0 + j)][j0..j0 + CB].copy_from_slice(a);
+    }
 }
 
 /// All Kronecker factors of an [`ActorCritic`](crate::ActorCritic)`<OBS, H, P, T>`.
@@ -809,17 +995,19 @@ mod tests {
                 b[i] -= s.m[i][k] * b[k];
             }
         }
-        let mut q = 0.0;
+        let mut lanes = [0.0f32; Q_LANES];
+        let mut qb = 0.0;
         for i in 0..O {
             for j in 0..I {
                 let f = s.m[i][i] * a.m[j][j];
-                q += w[i][j] * w[i][j] * f;
+                lanes[j % Q_LANES] += w[i][j] * w[i][j] * f;
                 w[i][j] *= f;
             }
             let f = s.m[i][i] * a.d_last_inv;
-            q += b[i] * b[i] * f;
+            qb += b[i] * b[i] * f;
             b[i] *= f;
         }
+        let q = sum_lanes(&lanes) + qb;
         for k in (0..O).rev() {
             for i in (k + 1..O).rev() {
                 for j in 0..I {
@@ -866,16 +1054,16 @@ mod tests {
         check_precondition::<64, 64>(10);
     }
 
-    fn check_observe_chunk<const T: usize>(seed: u64) {
+    fn check_observe_chunk<const H: usize, const T: usize>(seed: u64) {
         let mut s = seed;
-        let fs: [Forward<3, 6, 2, T>; 4] = core::array::from_fn(|_| {
+        let fs: [Forward<3, H, 2, T>; 4] = core::array::from_fn(|_| {
             let mut f = Forward::zeros();
             f.x = core::array::from_fn(|_| next(&mut s));
             f.h1 = core::array::from_fn(|_| core::array::from_fn(|_| next(&mut s)));
             f.h2 = core::array::from_fn(|_| core::array::from_fn(|_| next(&mut s)));
             f
         });
-        let gs: [Backward<6, 2, T>; 4] = core::array::from_fn(|_| {
+        let gs: [Backward<H, 2, T>; 4] = core::array::from_fn(|_| {
             let mut g = Backward::zeros();
             g.g1 = core::array::from_fn(|_| core::array::from_fn(|_| next(&mut s)));
             g.g2 = core::array::from_fn(|_| core::array::from_fn(|_| next(&mut s)));
@@ -883,7 +1071,7 @@ mod tests {
             g.gv = next(&mut s);
             g
         });
-        let mut one = Curvature::<3, 6, 2, T>::new();
+        let mut one = Curvature::<3, H, 2, T>::new();
         let mut chunked = one;
         for round in 0..3 {
             one.scale(0.9);
@@ -893,12 +1081,14 @@ mod tests {
             }
             chunked.observe_chunk(&fs, &gs, 0.1 + round as f32);
         }
-        assert_eq!(one, chunked, "T={T}");
+        assert_eq!(one, chunked, "H={H} T={T}");
     }
 
     #[test]
     fn observe_chunk_is_observe_in_order_bit_for_bit() {
-        check_observe_chunk::<1>(11);
-        check_observe_chunk::<2>(12);
+        check_observe_chunk::<6, 1>(11);
+        check_observe_chunk::<6, 2>(12);
+        check_observe_chunk::<13, 1>(13);
+        check_observe_chunk::<32, 2>(14);
     }
 }

@@ -442,13 +442,17 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
                     self.curvature.observe_chunk(&fs, &fgs, w_stat);
                 }
             } else {
-                for ((f, lg), fg) in fs.iter().zip(&lgs).zip(&fgs).take(n) {
-                    if loss {
-                        self.grad.accumulate(f, lg);
-                    }
-                    if fisher {
-                        self.curvature.observe(f, fg, w_stat);
-                    }
+                // A short block (the stride's or the batch's last) in rank-8, 4, 2, 1 pieces:
+                // one sample at a time costs ~3× per sample (each statistic re-read per sample).
+                let mut o = 0;
+                while o < n {
+                    let (a, b) = (&fs[o..n], (&lgs[o..n], &fgs[o..n]));
+                    o += match n - o {
+                        8.. => self.add_chunk::<8>(a, b, loss, fisher, w_stat),
+                        4.. => self.add_chunk::<4>(a, b, loss, fisher, w_stat),
+                        2.. => self.add_chunk::<2>(a, b, loss, fisher, w_stat),
+                        _ => self.add_chunk::<1>(a, b, loss, fisher, w_stat),
+                    };
                 }
             }
             if n < B {
@@ -456,5 +460,31 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
             }
         }
         stats
+    }
+
+    /// The first `C` samples of `f`, `g = (loss gradients, Fisher gradients)` as one rank-`C`
+    /// update of the loss gradient (if `loss`) and of the statistics (if `fisher`); returns `C`.
+    fn add_chunk<const C: usize>(
+        &mut self,
+        f: &[Forward<OBS, H, P, T>],
+        g: (&[Backward<H, P, T>], &[Backward<H, P, T>]),
+        loss: bool,
+        fisher: bool,
+        w_stat: f32,
+    ) -> usize {
+        let (Some(f), Some(lg), Some(fg)) = (
+            f.first_chunk::<C>(),
+            g.0.first_chunk::<C>(),
+            g.1.first_chunk::<C>(),
+        ) else {
+            return C;
+        };
+        if loss {
+            self.grad.accumulate_chunk(f, lg);
+        }
+        if fisher {
+            self.curvature.observe_chunk(f, fg, w_stat);
+        }
+        C
     }
 }
