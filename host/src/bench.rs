@@ -408,7 +408,12 @@ pub fn bench(args: &BenchArgs) -> Result<String> {
     };
     for &backend in backends {
         let mut rows = Vec::new();
-        for (algo, stride) in [(Algo::Acktr, 1), (Algo::Acktr, 4), (Algo::A2c, 1)] {
+        for (algo, stride) in [
+            (Algo::Acktr, 1),
+            (Algo::Acktr, 4),
+            (Algo::Acktr, 8),
+            (Algo::A2c, 1),
+        ] {
             let mut agent = make(backend, algo, stride)?;
             let r = mlp_row(agent.as_mut(), args.updates)?;
             let name = match algo {
@@ -422,12 +427,12 @@ pub fn bench(args: &BenchArgs) -> Result<String> {
             );
             rows.push(r);
         }
-        for (k, stride) in [(0, 1), (1, 4)] {
+        for (k, stride) in [(0, 1), (1, 4), (2, 8)] {
             ratios.push((
                 backend,
                 stride,
-                rows[k].sps / rows[2].sps,
-                rows[k].update.as_secs_f64() / rows[2].update.as_secs_f64(),
+                rows[k].sps / rows[3].sps,
+                rows[k].update.as_secs_f64() / rows[3].update.as_secs_f64(),
             ));
         }
     }

@@ -323,6 +323,7 @@ fn preset(env: &str) -> Preset {
             acktr: Config {
                 kl_clip: 0.01,
                 value_coef: 0.05,
+                stat_stride: if env == "CartPole-v1" { 8 } else { 1 },
                 ..acktr
             },
             a2c: Config {

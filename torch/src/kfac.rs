@@ -28,9 +28,17 @@ pub struct TorchKfac {
     s_inv: Vec<Option<Tensor>>,
 }
 
-fn with_ones(a: &Tensor) -> Tensor {
-    let ones = Tensor::ones([a.size()[0], 1], (a.kind(), a.device()));
-    Tensor::cat(&[a, &ones], 1)
+/// `Ā = E[ā āᵀ]` of the rows `x` of `rows` (`[n, K]`) with `ā = [x; 1]`, in blocks:
+/// `[[XᵀX/n, x̄], [x̄ᵀ, 1]]` — without building `[X | 1]`, a copy as large as the conv layers'
+/// patch matrices.
+fn input_factor(rows: &Tensor) -> Tensor {
+    let n = rows.size()[0] as f64;
+    let xtx = rows.tr().mm(rows) / n;
+    let mean = rows.sum_dim_intlist(0, true, Kind::Float) / n;
+    let one = Tensor::ones([1, 1], (rows.kind(), rows.device()));
+    let top = Tensor::cat(&[xtx, mean.tr()], 1);
+    let bottom = Tensor::cat(&[mean, one], 1);
+    Tensor::cat(&[top, bottom], 0)
 }
 
 impl TorchKfac {
@@ -84,9 +92,7 @@ impl TorchKfac {
                         .reshape([-1, l.fan_in()]),
                     None => input.reshape([input.size()[0], -1]),
                 };
-                let abar = with_ones(&rows);
-                let n = abar.size()[0] as f64;
-                a_batch[l.group] = Some(abar.tr().mm(&abar) / n);
+                a_batch[l.group] = Some(input_factor(&rows));
             }
             let gl = &g[li];
             let rows = if gl.dim() == 4 {

@@ -162,6 +162,44 @@ impl TorchLearner {
         // Sampled Fisher → per-sample pre-activation gradients → factor statistics.
         let params = net.params();
         if natural {
+            // With a stride only every `stat_stride`-th sample feeds the factors, as in the
+            // core. Those samples get a forward pass of their own, so that the Fisher backward
+            // runs on them alone (on the Nature CNN the full batch's Fisher backward cost as
+            // much as the loss backward, whatever the stride).
+            let strided = (cfg.stat_stride > 1).then(|| {
+                let idx = Tensor::arange_start_step(
+                    0,
+                    b,
+                    i64::from(cfg.stat_stride),
+                    (Kind::Int64, fw.z.device()),
+                );
+                let sub = net.forward(&batch.obs.index_select(0, &idx));
+                let lp =
+                    (net.head == HeadKind::Categorical).then(|| sub.z.log_softmax(-1, Kind::Float));
+                let noise = match &noise {
+                    FisherNoise::Given {
+                        actions,
+                        value_noise,
+                    } => Some((
+                        actions.index_select(0, &idx.to_device(actions.device())),
+                        value_noise.index_select(0, &idx.to_device(value_noise.device())),
+                    )),
+                    FisherNoise::Draw => None,
+                };
+                (sub, lp, noise)
+            });
+            let (fw, logp_all, noise) = match &strided {
+                Some((sub, lp, Some((actions, value_noise)))) => (
+                    sub,
+                    lp,
+                    FisherNoise::Given {
+                        actions,
+                        value_noise,
+                    },
+                ),
+                Some((sub, lp, None)) => (sub, lp, FisherNoise::Draw),
+                None => (&fw, &logp_all, noise),
+            };
             let (fisher_pg, value_noise) = match (&noise, net.head) {
                 (
                     FisherNoise::Given {
@@ -212,21 +250,7 @@ impl TorchLearner {
             let fisher = fisher_pg + fisher_v;
             let pre: Vec<&Tensor> = fw.pre.iter().collect();
             let g = Tensor::run_backward(&[&fisher], &pre, true, false);
-            // Every `stat_stride`-th sample feeds the factors, as in the core.
-            let (a_batch, s_batch) = if cfg.stat_stride > 1 {
-                let idx = Tensor::arange_start_step(
-                    0,
-                    b,
-                    i64::from(cfg.stat_stride),
-                    (Kind::Int64, fw.z.device()),
-                );
-                let rows = |ts: &[Tensor]| -> Vec<Tensor> {
-                    ts.iter().map(|t| t.index_select(0, &idx)).collect()
-                };
-                TorchKfac::batch_stats_of(net, &rows(&fw.inputs), &rows(&g))
-            } else {
-                TorchKfac::batch_stats(net, &fw, &g)
-            };
+            let (a_batch, s_batch) = TorchKfac::batch_stats(net, fw, &g);
             let k = self.updates as f64;
             let rho = (cfg.stat_decay as f64).min(k / (k + 1.0));
             self.kfac.accumulate(a_batch, s_batch, rho);
