@@ -58,22 +58,14 @@ impl TorchKfac {
     }
 
     /// The batch statistics `E[ā āᵀ]` of each group and `S` of each layer from a forward pass
-    /// and the per-sample Fisher gradients `g` of every layer's pre-activation.
+    /// and the per-sample Fisher gradients `g` of every layer's pre-activation (with a
+    /// `stat_stride`, the learner passes the strided samples' own forward pass).
     pub fn batch_stats(
         net: &TorchNet,
         fw: &Forward,
         g: &[Tensor],
     ) -> (Vec<Option<Tensor>>, Vec<Tensor>) {
-        Self::batch_stats_of(net, &fw.inputs, g)
-    }
-
-    /// [`TorchKfac::batch_stats`] from the layer-group inputs and pre-activation gradients
-    /// (any subset of the batch's rows, e.g. every `stat_stride`-th sample).
-    pub fn batch_stats_of(
-        net: &TorchNet,
-        inputs: &[Tensor],
-        g: &[Tensor],
-    ) -> (Vec<Option<Tensor>>, Vec<Tensor>) {
+        let inputs = &fw.inputs;
         let mut a_batch: Vec<Option<Tensor>> = (0..net.groups).map(|_| None).collect();
         let mut s_batch = Vec::with_capacity(net.layers.len());
         for (li, l) in net.layers.iter().enumerate() {
