@@ -33,6 +33,21 @@ const LB: usize = 4;
 /// `diag`, plus `shift·I`. Writes `L` (strict lower) and `1/D` (diagonal) into `m`; leaves
 /// the upper triangle untouched. Fails if a pivot is not positive and finite.
 fn ldl<const N: usize>(m: &mut [[f32; N]; N], diag: &[f32; N], shift: f32) -> Result<(), Error> {
+    #[cfg(not(target_os = "none"))]
+    return ldl_outer(m, diag, shift);
+    #[cfg(target_os = "none")]
+    return ldl_dot(m, diag, shift);
+}
+
+/// [`ldl`] in the left-looking (dot-product) form, for the microcontroller: each entry is
+/// finished in registers and stored once (the right-looking [`ldl_outer`] stores every entry
+/// once per pivot: ~90k more instructions per factorization of a 4-32-32 net on the M4).
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+fn ldl_dot<const N: usize>(
+    m: &mut [[f32; N]; N],
+    diag: &[f32; N],
+    shift: f32,
+) -> Result<(), Error> {
     let mut ld = [0.0f32; N]; // ld[k] = L_ik D_k for the current row i
     for i in 0..N {
         for j in 0..i {
@@ -46,6 +61,45 @@ fn ldl<const N: usize>(m: &mut [[f32; N]; N], diag: &[f32; N], shift: f32) -> Re
             return Err(Error::UpdateNotPositiveDefinite);
         }
         m[i][i] = 1.0 / d;
+    }
+    Ok(())
+}
+
+/// [`ldl`] in the right-looking (outer-product) form, for hosts: the matrix is copied into the lower triangle, then each
+/// pivot `k` takes its column out of the rows below, `A_ij −= L_ik (L_jk D_k)` for
+/// `k < j ≤ i`, a row at a time. Entry `(i, j)` receives its terms in `k` order, as in the
+/// textbook recurrence; the rows are contiguous, so the updates vectorise (a dot-product form
+/// was latency-bound: 1.7× slower for the factors of a 4-64-64 net).
+#[cfg(not(target_os = "none"))]
+fn ldl_outer<const N: usize>(
+    m: &mut [[f32; N]; N],
+    diag: &[f32; N],
+    shift: f32,
+) -> Result<(), Error> {
+    for i in 0..N {
+        for j in 0..i {
+            m[i][j] = m[j][i];
+        }
+        m[i][i] = diag[i] + shift;
+    }
+    let mut u = [0.0f32; N]; // u[j] = L_jk D_k, column k of the current Schur complement
+    for k in 0..N {
+        let d = m[k][k];
+        if !(d > MIN_PIVOT && d.is_finite()) {
+            return Err(Error::UpdateNotPositiveDefinite);
+        }
+        let d_inv = 1.0 / d;
+        for i in k + 1..N {
+            u[i] = m[i][k];
+        }
+        for i in k + 1..N {
+            let l = u[i] * d_inv;
+            m[i][k] = l;
+            for (a, &uj) in m[i][k + 1..=i].iter_mut().zip(&u[k + 1..=i]) {
+                *a -= l * uj;
+            }
+        }
+        m[k][k] = d_inv;
     }
     Ok(())
 }
@@ -77,6 +131,11 @@ fn add_outer_upper_chunk<const N: usize, const C: usize>(
     xs: &[&[f32; N]; C],
     w: f32,
 ) {
+    #[cfg(not(target_os = "none"))]
+    if N % TILE == 0 {
+        add_outer_upper_tiles(m, diag, xs, w);
+        return;
+    }
     // Four rows at a time: each `x_c[j]` loaded once for all four, and four independent sums
     // per column overlap their adds' latencies (~7% faster than two rows at a time).
     let mut i = 0;
@@ -157,6 +216,70 @@ fn add_outer_upper_chunk<const N: usize, const C: usize>(
             d += w * xs[c][i] * xs[c][i];
         }
         diag[i] = d;
+    }
+}
+
+/// Side of the square tiles of [`add_outer_upper_tiles`].
+#[cfg(not(target_os = "none"))]
+const TILE: usize = 8;
+
+/// [`add_outer_upper_chunk`] on hosts (many vector registers) for `N` a multiple of [`TILE`]:
+/// the triangle in `TILE×TILE` tiles, each held in registers while the `C` samples pass, so one
+/// load of `x_c[j..j+TILE]` serves `TILE` rows and no row ends in a partial vector. A diagonal
+/// tile is computed whole and only its upper half and diagonal written back. Same products,
+/// same order: bit for bit the four-row kernel (3× faster on a 64-wide factor with `C = 16`).
+#[cfg(not(target_os = "none"))]
+#[inline]
+fn add_outer_upper_tiles<const N: usize, const C: usize>(
+    m: &mut [[f32; N]; N],
+    diag: &mut [f32; N],
+    xs: &[&[f32; N]; C],
+    w: f32,
+) {
+    for i0 in (0..N).step_by(TILE) {
+        // Sample-major, so that building it is plain loads (row-major was a gather).
+        let wx: [[f32; TILE]; C] =
+            core::array::from_fn(|c| core::array::from_fn(|r| w * xs[c][i0 + r]));
+        // The diagonal tile: its lower half is `L` and its diagonal `1/D`, computed on but
+        // not written back (copies of whole rows keep the tile in vector registers).
+        let mut t = [[0.0f32; TILE]; TILE];
+        for (r, t) in t.iter_mut().enumerate() {
+            t.copy_from_slice(&m[i0 + r][i0..i0 + TILE]);
+            t[r] = diag[i0 + r];
+        }
+        tile_products(&mut t, &wx, xs, i0);
+        for (r, t) in t.iter().enumerate() {
+            diag[i0 + r] = t[r];
+            m[i0 + r][i0 + r + 1..i0 + TILE].copy_from_slice(&t[r + 1..]);
+        }
+        // The tiles right of it.
+        for j0 in (i0 + TILE..N).step_by(TILE) {
+            let mut t: [[f32; TILE]; TILE] =
+                core::array::from_fn(|r| core::array::from_fn(|q| m[i0 + r][j0 + q]));
+            tile_products(&mut t, &wx, xs, j0);
+            for (r, row) in t.iter().enumerate() {
+                m[i0 + r][j0..j0 + TILE].copy_from_slice(row);
+            }
+        }
+    }
+}
+
+/// `t[r][q] += Σ_c wx[c][r] x_c[j0 + q]`, samples in order.
+#[cfg(not(target_os = "none"))]
+#[inline(always)]
+fn tile_products<const N: usize, const C: usize>(
+    t: &mut [[f32; TILE]; TILE],
+    wx: &[[f32; TILE]; C],
+    xs: &[&[f32; N]; C],
+    j0: usize,
+) {
+    for c in 0..C {
+        let x: [f32; TILE] = core::array::from_fn(|q| xs[c][j0 + q]);
+        for r in 0..TILE {
+            for q in 0..TILE {
+                t[r][q] += wx[c][r] * x[q];
+            }
+        }
     }
 }
 
@@ -1084,11 +1207,47 @@ mod tests {
         assert_eq!(one, chunked, "H={H} T={T}");
     }
 
+    /// The host's right-looking `L D Lᵀ` against the device's left-looking one (different
+    /// summation orders, so to rounding), and both against `L D Lᵀ = A + shift·I` rebuilt.
+    #[test]
+    fn ldl_forms_agree() {
+        fn check<const N: usize>(seed: u64) {
+            let mut s = seed;
+            let (a, _) = factors::<N, 1>(&mut s);
+            let (mut outer, mut dotf) = (a.m, a.m);
+            let shift = 0.05;
+            ldl_outer(&mut outer, &a.diag, shift).unwrap();
+            ldl_dot(&mut dotf, &a.diag, shift).unwrap();
+            for i in 0..N {
+                for j in 0..=i {
+                    let (x, y) = (outer[i][j], dotf[i][j]);
+                    assert!(
+                        (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                        "({i},{j}): {x} vs {y}"
+                    );
+                }
+            }
+            for i in 0..N {
+                for j in i..N {
+                    // (L D Lᵀ)_ij = Σ_{k ≤ i} L_ik D_k L_jk with L_kk = 1.
+                    let l = |r: usize, k: usize| if r == k { 1.0 } else { outer[r][k] };
+                    let v: f32 = (0..=i).map(|k| l(i, k) * l(j, k) / outer[k][k]).sum();
+                    let want = if i == j { a.diag[i] + shift } else { a.m[i][j] };
+                    assert!((v - want).abs() <= 1e-4 * (1.0 + want.abs()), "({i},{j})");
+                }
+            }
+        }
+        check::<7>(3);
+        check::<33>(4);
+        check::<64>(5);
+    }
+
     #[test]
     fn observe_chunk_is_observe_in_order_bit_for_bit() {
         check_observe_chunk::<6, 1>(11);
         check_observe_chunk::<6, 2>(12);
         check_observe_chunk::<13, 1>(13);
         check_observe_chunk::<32, 2>(14);
+        check_observe_chunk::<16, 1>(15);
     }
 }

@@ -33,21 +33,22 @@ pub struct BenchArgs {
     #[arg(long)]
     pub beside: Option<String>,
     /// Time this many seeds (0, 1, …; 0: skip) of whole `acktr train --env CartPole-v1
-    /// --backend native` processes per algorithm and batch, each stopped by
-    /// `--stop-at-train-mean`: env steps and wall time until the mean return of the last 20
-    /// training episodes reaches `--cartpole-target`, and the ACKTR/A2C throughput ratio.
-    /// Needs no libtorch.
+    /// --backend native` processes per algorithm and batch, each over the same budget
+    /// (`--cartpole-total-steps`): env steps and wall time until the mean return of the last 20
+    /// training episodes reaches `--cartpole-target` (`--stop-at-train-mean` with
+    /// `--train-mean-no-stop`), and the ACKTR/A2C throughput ratio over the budget. Needs no
+    /// libtorch.
     #[arg(long, default_value_t = 0)]
     pub cartpole_seeds: usize,
     /// With `--cartpole-seeds`: the batches, comma separated, each num_envs×num_steps
     /// (`x` or `×`).
     #[arg(long, value_delimiter = ',', default_value = "16x20,64x20")]
     pub cartpole_batches: Vec<String>,
-    /// With `--cartpole-seeds`: the last-20 training mean that stops a run.
+    /// With `--cartpole-seeds`: the last-20 training mean whose env steps and time are reported.
     #[arg(long, default_value_t = 475.0)]
     pub cartpole_target: f64,
-    /// With `--cartpole-seeds`: env steps after which a run that has not reached the target
-    /// stops (reported as not reached).
+    /// With `--cartpole-seeds`: every run's env steps (a run that has not reached the target
+    /// by then is reported as not reached).
     #[arg(long, default_value_t = 1_000_000)]
     pub cartpole_total_steps: u64,
 }
@@ -189,7 +190,7 @@ fn pendulum_table(args: &BenchArgs) -> Result<String> {
 struct SolveRun {
     /// Env steps and seconds to the target; `None`: not reached within the cap.
     reached: Option<(u64, f64)>,
-    /// The run's own env-steps/s.
+    /// The run's own env-steps/s over the whole budget.
     sps: f64,
 }
 
@@ -276,6 +277,9 @@ fn cartpole_table(args: &BenchArgs) -> Result<String> {
         ])
         .args(["--seed", &seed.to_string(), "--total-steps", &cap])
         .args(["--stop-at-train-mean", &target, "--train-mean-window", "20"])
+        // Every run to the same budget: its env-steps/s then covers the same phases of
+        // training (an early stop would time ACKTR mostly in the short-episode phase).
+        .arg("--train-mean-no-stop")
         // Only the training is timed: no checkpoints on the way, no final evaluation.
         .args(["--checkpoint-every", "0", "--eval-episodes", "0"])
         .arg("--out")
@@ -313,15 +317,16 @@ fn cartpole_table(args: &BenchArgs) -> Result<String> {
     let mut table = format!(
         "\n## CartPole-v1: env steps and wall time to a last-20 training mean of {t}\n\n\
          Native backend, whole `acktr train` processes (preset settings), seeds 0–{last}, \
-         cap {cap} env steps; a run that never reaches {t} counts as +∞ in the medians.\n\n\
-         | batch | algo | reached | env steps to {t}: median | min | max | wall time to {t}: median | min | max | env-steps/s (median) |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
+         each run {cap} env steps (ACKTR and A2C of a seed back to back); a run that never \
+         reaches {t} counts as +∞ in the medians.\n\n\
+         | batch | algo | reached | env steps to {t}: median | min | max | wall time to {t}: median | min | max | env-steps/s over the run (median) | env-steps/s until {t} (median) |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
         t = args.cartpole_target,
         last = args.cartpole_seeds - 1,
         cap = grouped(args.cartpole_total_steps as f64),
     );
     let mut ratios = String::from(
-        "\n| batch | ACKTR/A2C throughput (goal ≥ 0.9) | ACKTR/A2C env steps to target (medians) | ACKTR/A2C wall time to target (medians) |\n|---|---|---|---|\n",
+        "\n| batch | ACKTR/A2C throughput, same budget (median of the seeds' ratios; goal ≥ 0.9) | min | max | ACKTR/A2C env steps to target (medians) | ACKTR/A2C wall time to target (medians) |\n|---|---|---|---|---|---|\n",
     );
     let result = (|| -> Result<()> {
         for &(envs, steps) in &batches {
@@ -347,6 +352,10 @@ fn cartpole_table(args: &BenchArgs) -> Result<String> {
                     .map(|x| x.reached.map_or(f64::INFINITY, |(_, t)| t))
                     .collect();
                 let sps: Vec<f64> = r.iter().map(|x| x.sps).collect();
+                let sps_to: Vec<f64> = r
+                    .iter()
+                    .filter_map(|x| x.reached.map(|(n, t)| n as f64 / t))
+                    .collect();
                 let reached = r.iter().filter(|x| x.reached.is_some()).count();
                 let fmt = |x: f64, f: &dyn Fn(f64) -> String| {
                     if x.is_finite() {
@@ -361,7 +370,7 @@ fn cartpole_table(args: &BenchArgs) -> Result<String> {
                 let tm = |x: f64| format!("{x:.2} s");
                 med[i] = (median_f64(&sps), median_f64(&n_steps), median_f64(&secs));
                 table += &format!(
-                    "| {envs}×{steps} | {} | {reached}/{} | {} | {} | {} | {} | {} | {} | {} |\n",
+                    "| {envs}×{steps} | {} | {reached}/{} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                     algo.label(),
                     r.len(),
                     fmt(med[i].1, &st),
@@ -371,6 +380,11 @@ fn cartpole_table(args: &BenchArgs) -> Result<String> {
                     fmt(lo(&secs), &tm),
                     fmt(hi(&secs), &tm),
                     grouped(med[i].0),
+                    if sps_to.is_empty() {
+                        "—".to_string()
+                    } else {
+                        grouped(median_f64(&sps_to))
+                    },
                 );
             }
             let ratio = |a: f64, b: f64| {
@@ -380,9 +394,17 @@ fn cartpole_table(args: &BenchArgs) -> Result<String> {
                     "—".to_string()
                 }
             };
+            // Per seed, the two runs were back to back: their ratio cancels slow drifts.
+            let paired: Vec<f64> = runs[0]
+                .iter()
+                .zip(&runs[1])
+                .map(|(a, b)| a.sps / b.sps)
+                .collect();
+            let lo = paired.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = paired.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             ratios += &format!(
-                "| {envs}×{steps} | {} | {} | {} |\n",
-                ratio(med[0].0, med[1].0),
+                "| {envs}×{steps} | {:.2} | {lo:.2} | {hi:.2} | {} | {} |\n",
+                median_f64(&paired),
                 ratio(med[0].1, med[1].1),
                 ratio(med[0].2, med[1].2),
             );

@@ -214,6 +214,11 @@ pub struct TrainArgs {
     #[arg(long, value_name = "N", default_value_t = 20)]
     #[serde(default = "default_train_mean_window")]
     pub train_mean_window: usize,
+    /// With --stop-at-train-mean: record where the target is reached (the final line reports
+    /// it) but train on to --total-steps (throughput over the same budget for every run).
+    #[arg(long, requires = "stop_at_train_mean")]
+    #[serde(default)]
+    pub train_mean_no_stop: bool,
     /// No progress output.
     #[arg(long)]
     pub quiet: bool,
@@ -271,6 +276,9 @@ pub struct Settings {
     /// Episodes in the `stop_at_train_mean` window.
     #[serde(default = "default_train_mean_window")]
     pub train_mean_window: usize,
+    /// Only record `stop_at_train_mean`'s target, train on to `total_steps`.
+    #[serde(default)]
+    pub train_mean_no_stop: bool,
 }
 
 fn default_train_mean_window() -> usize {
@@ -463,6 +471,7 @@ impl TrainArgs {
             stop_at: self.stop_at,
             stop_at_train_mean: self.stop_at_train_mean,
             train_mean_window: self.train_mean_window,
+            train_mean_no_stop: self.train_mean_no_stop,
         };
         if s.train_mean_window == 0 {
             return Err(HostError::InvalidSetting(

@@ -448,7 +448,7 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
                 }
             }
         }
-        if train_mean_reached.is_some() {
+        if train_mean_reached.is_some() && !settings.train_mean_no_stop {
             break; // the batch's update would come after the target was reached
         }
         if settings.lr_schedule == crate::settings::Schedule::Linear {

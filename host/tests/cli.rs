@@ -508,6 +508,51 @@ fn stop_at_train_mean_stops_early_where_the_monitor_says() {
 }
 
 #[test]
+fn train_mean_no_stop_records_the_target_and_trains_to_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let budget = 128_000u64;
+    let o = acktr(&[
+        "train",
+        "--env",
+        "CartPole-v1",
+        "--backend",
+        "native",
+        "--seed",
+        "0",
+        "--total-steps",
+        &budget.to_string(),
+        "--stop-at-train-mean",
+        "60",
+        "--train-mean-no-stop",
+        "--checkpoint-every",
+        "0",
+        "--eval-episodes",
+        "0",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let done = acktr_host::train::DoneLine::find(&err).expect("an `acktr: done:` line");
+    let reached = done.reached.unwrap_or_else(|| panic!("not reached: {err}"));
+    assert!(done.env_steps >= budget, "stopped early: {err}");
+    assert!(reached.mean >= 60.0 && reached.env_steps < budget, "{err}");
+    // The first window that reached the target, as the monitor has it, not a later one.
+    let rows = monitor_rows(&run);
+    let first = (19..rows.len())
+        .find(|&i| rows[i - 19..=i].iter().map(|r| r.0).sum::<f64>() / 20.0 >= 60.0)
+        .expect("a window of 20 monitor rows with mean >= 60");
+    let mean = rows[first - 19..=first].iter().map(|r| r.0).sum::<f64>() / 20.0;
+    assert!((mean - reached.mean).abs() < 0.006, "{mean} vs {reached:?}");
+
+    // Without --stop-at-train-mean the flag is refused.
+    let o = acktr(&["train", "--train-mean-no-stop", "--total-steps", "320"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--stop-at-train-mean"), "{}", stderr(&o));
+}
+
+#[test]
 fn configs_without_the_train_mean_settings_still_load() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
