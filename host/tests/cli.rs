@@ -549,7 +549,11 @@ fn train_mean_no_stop_records_the_target_and_trains_to_the_budget() {
     // Without --stop-at-train-mean the flag is refused.
     let o = acktr(&["train", "--train-mean-no-stop", "--total-steps", "320"]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("--stop-at-train-mean"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--stop-at-train-mean"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
