@@ -447,6 +447,16 @@ fn monitor_rows(run: &Path) -> Vec<(f64, u64)> {
         .collect()
 }
 
+/// The last row of the first 20 consecutive monitor rows whose mean return is ≥ `target`, and
+/// that mean.
+fn first_window_reaching(rows: &[(f64, u64)], target: f64) -> (usize, f64) {
+    let mean = |i: usize| rows[i - 19..=i].iter().map(|r| r.0).sum::<f64>() / 20.0;
+    let first = (19..rows.len())
+        .find(|&i| mean(i) >= target)
+        .unwrap_or_else(|| panic!("no window of 20 monitor rows with mean >= {target}"));
+    (first, mean(first))
+}
+
 #[test]
 fn stop_at_train_mean_stops_early_where_the_monitor_says() {
     let dir = tempfile::tempdir().unwrap();
@@ -486,10 +496,7 @@ fn stop_at_train_mean_stops_early_where_the_monitor_says() {
     // monitor.csv: the first 20-episode window with mean ≥ 100 is the one reported, and the
     // episodes up to it fit in the env steps reported.
     let rows = monitor_rows(&run);
-    let first = (19..rows.len())
-        .find(|&i| rows[i - 19..=i].iter().map(|r| r.0).sum::<f64>() / 20.0 >= 100.0)
-        .expect("a window of 20 monitor rows with mean >= 100");
-    let mean = rows[first - 19..=first].iter().map(|r| r.0).sum::<f64>() / 20.0;
+    let (first, mean) = first_window_reaching(&rows, 100.0);
     assert!(
         (mean - reached.mean).abs() < 0.006,
         "monitor {mean}, reported {reached:?}"
@@ -539,11 +546,7 @@ fn train_mean_no_stop_records_the_target_and_trains_to_the_budget() {
     assert!(done.env_steps >= budget, "stopped early: {err}");
     assert!(reached.mean >= 60.0 && reached.env_steps < budget, "{err}");
     // The first window that reached the target, as the monitor has it, not a later one.
-    let rows = monitor_rows(&run);
-    let first = (19..rows.len())
-        .find(|&i| rows[i - 19..=i].iter().map(|r| r.0).sum::<f64>() / 20.0 >= 60.0)
-        .expect("a window of 20 monitor rows with mean >= 60");
-    let mean = rows[first - 19..=first].iter().map(|r| r.0).sum::<f64>() / 20.0;
+    let (_, mean) = first_window_reaching(&monitor_rows(&run), 60.0);
     assert!((mean - reached.mean).abs() < 0.006, "{mean} vs {reached:?}");
 
     // Without --stop-at-train-mean the flag is refused.
