@@ -280,7 +280,8 @@ pub struct DoneLine {
     pub env_steps: u64,
     /// Env steps per second over the run.
     pub sps: f64,
-    /// Present when `--stop-at-train-mean` stopped the run.
+    /// Present when the `--stop-at-train-mean` target was reached (the run stopped there unless
+    /// `--train-mean-no-stop`).
     pub reached: Option<TrainMeanReached>,
 }
 
