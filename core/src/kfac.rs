@@ -18,7 +18,13 @@
 //! the running average, the strict lower triangle the `L` of the damped factor, the diagonal
 //! `1/D`; the average's diagonal sits in a separate vector. The input factor keeps its bias row
 //! `E[x]` and `L`'s last row beside it; its corner `E[1·1] = 1` is implicit. So the "inverse"
-//! costs no memory beyond the statistics themselves.
+//! costs no memory beyond the statistics themselves on a microcontroller.
+//!
+//! **Hosts** (`cfg(not(target_os = "none"))`) also keep each damped factor's explicit inverse,
+//! `(L D Lᵀ)⁻¹ = Xᵀ D⁻¹ X` with `X = L⁻¹`, formed after each decomposition, and precondition
+//! with two matrix products instead of four triangular solves (the same multiply-adds, in
+//! register tiles: [`precondition_explicit`]). The inverses are derived data: checkpoints keep
+//! the decomposition, and [`Curvature::set_factorized`] rebuilds them on restore.
 
 use crate::dense::{axpy, dot};
 use crate::Error;
@@ -317,6 +323,9 @@ pub struct InputFactor<const I: usize> {
     mean: [f32; I],
     l_last: [f32; I],
     d_last_inv: f32,
+    /// Hosts: `(Ā + shift·I)⁻¹` in full, from the decomposition (see [`InputFactor::invert`]).
+    #[cfg(not(target_os = "none"))]
+    inv: ExplicitInverse<I>,
 }
 
 impl<const I: usize> Default for InputFactor<I> {
@@ -334,6 +343,8 @@ impl<const I: usize> InputFactor<I> {
             mean: [0.0; I],
             l_last: [0.0; I],
             d_last_inv: 0.0,
+            #[cfg(not(target_os = "none"))]
+            inv: ExplicitInverse::new(),
         }
     }
 
@@ -398,7 +409,27 @@ impl<const I: usize> InputFactor<I> {
             return Err(Error::UpdateNotPositiveDefinite);
         }
         self.d_last_inv = 1.0 / d;
+        #[cfg(not(target_os = "none"))]
+        self.invert();
         Ok(())
+    }
+
+    /// Hosts: the explicit inverse from the decomposition. With `X = L⁻¹` (unit lower,
+    /// `(I+1)×(I+1)`), `(L D Lᵀ)⁻¹ = Xᵀ D⁻¹ X`; the last row of `X` is
+    /// `x_I = e_I − Σ_{k<I} L_Ik x_k`, the only row with a 1 in the bias column, so the bias
+    /// row of the inverse is `D_I⁻¹ x_I` (and its corner `D_I⁻¹`).
+    #[cfg(not(target_os = "none"))]
+    fn invert(&mut self) {
+        let mut x = [[0.0f32; I]; I];
+        unit_lower_inverse(&self.m, &mut x);
+        let mut x_last = [0.0f32; I];
+        for (k, xk) in x.iter().enumerate() {
+            axpy(-self.l_last[k], &xk[..=k], &mut x_last[..=k]);
+        }
+        let d = self.d_last_inv;
+        inverse_from_ldl(&self.m, &x, Some((&x_last, d)), &mut self.inv.m);
+        self.inv.last = x_last.map(|v| d * v);
+        self.inv.corner = d;
     }
 
     /// `[r, r_b] ← [r, r_b] L⁻ᵀ` (forward substitution) on `RB` rows of `[W | b]` at once:
@@ -527,6 +558,9 @@ impl<const I: usize> InputFactor<I> {
 pub struct OutputFactor<const O: usize> {
     m: [[f32; O]; O],
     diag: [f32; O],
+    /// Hosts: `(S + shift·I)⁻¹` in full, from the decomposition.
+    #[cfg(not(target_os = "none"))]
+    inv: [[f32; O]; O],
 }
 
 impl<const O: usize> Default for OutputFactor<O> {
@@ -541,6 +575,8 @@ impl<const O: usize> OutputFactor<O> {
         Self {
             m: [[0.0; O]; O],
             diag: [0.0; O],
+            #[cfg(not(target_os = "none"))]
+            inv: [[0.0; O]; O],
         }
     }
 
@@ -580,7 +616,18 @@ impl<const O: usize> OutputFactor<O> {
 
     /// Decompose `S + shift·I = L D Lᵀ`.
     pub fn factorize(&mut self, shift: f32) -> Result<(), Error> {
-        ldl(&mut self.m, &self.diag, shift)
+        ldl(&mut self.m, &self.diag, shift)?;
+        #[cfg(not(target_os = "none"))]
+        self.invert();
+        Ok(())
+    }
+
+    /// Hosts: the explicit inverse `(L D Lᵀ)⁻¹ = Xᵀ D⁻¹ X`, `X = L⁻¹`.
+    #[cfg(not(target_os = "none"))]
+    fn invert(&mut self) {
+        let mut x = [[0.0f32; O]; O];
+        unit_lower_inverse(&self.m, &mut x);
+        inverse_from_ldl(&self.m, &x, None, &mut self.inv);
     }
 
     /// The dense `O×O` statistics `S`, row-major, into `out`.
@@ -652,6 +699,183 @@ pub fn precondition<const I: usize, const O: usize>(
     // V ← V L_A⁻¹.
     a_solve_rows::<I, 8, false>(a, w, b);
     q
+}
+
+/// `(Ā + shift·I)⁻¹` of an input factor (hosts): the `I×I` block of the weights' inputs, the
+/// bias row (`= column`) beside it, and the corner.
+#[cfg(not(target_os = "none"))]
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct ExplicitInverse<const I: usize> {
+    m: [[f32; I]; I],
+    last: [f32; I],
+    corner: f32,
+}
+
+#[cfg(not(target_os = "none"))]
+impl<const I: usize> ExplicitInverse<I> {
+    const fn new() -> Self {
+        Self {
+            m: [[0.0; I]; I],
+            last: [0.0; I],
+            corner: 0.0,
+        }
+    }
+}
+
+/// `X = L⁻¹` for the unit lower-triangular `L` in the strict lower triangle of `m`: row `i`
+/// of `X` is `e_i − Σ_{k<i} L_ik x_k` (zero right of the diagonal). Rows go four at a time:
+/// the finished rows above the block enter in register tiles of 16 (then 8, 4) columns, as
+/// in a matrix product (column `j` of `X` is zero above row `j`, so a tile at `j0` sums from
+/// `k = j0`), then the block's own triangle; rows left over (`N` not a multiple of 4) one at a
+/// time.
+#[cfg(not(target_os = "none"))]
+fn unit_lower_inverse<const N: usize>(m: &[[f32; N]; N], x: &mut [[f32; N]; N]) {
+    const R: usize = 4;
+    let mut i0 = 0;
+    while i0 + R <= N {
+        let (done, rest) = x.split_at_mut(i0);
+        let Some(Ok(block)) = rest.get_mut(..R).map(<&mut [[f32; N]; R]>::try_from) else {
+            return;
+        };
+        for (r, row) in block.iter_mut().enumerate() {
+            *row = [0.0; N];
+            row[i0 + r] = 1.0;
+        }
+        let mut j0 = 0;
+        while j0 + 16 <= i0 {
+            lower_inverse_tile::<N, 16>(m, done, block, i0, j0);
+            j0 += 16;
+        }
+        if j0 + 8 <= i0 {
+            lower_inverse_tile::<N, 8>(m, done, block, i0, j0);
+            j0 += 8;
+        }
+        if j0 + 4 <= i0 {
+            lower_inverse_tile::<N, 4>(m, done, block, i0, j0);
+        }
+        for r in 1..R {
+            let (top, bottom) = block.split_at_mut(r);
+            for (q, xq) in top.iter().enumerate() {
+                axpy(
+                    -m[i0 + r][i0 + q],
+                    &xq[..=i0 + q],
+                    &mut bottom[0][..=i0 + q],
+                );
+            }
+        }
+        i0 += R;
+    }
+    for i in i0..N {
+        let (done, rest) = x.split_at_mut(i);
+        let xi = &mut rest[0];
+        *xi = [0.0; N];
+        xi[i] = 1.0;
+        for (k, xk) in done.iter().enumerate() {
+            axpy(-m[i][k], &xk[..=k], &mut xi[..=k]);
+        }
+    }
+}
+
+/// Columns `j0..j0 + W` of the rows `i0..i0 + 4` of [`unit_lower_inverse`]:
+/// `−Σ_{j0 ≤ k < i0} L_ik X_kj`, `k` ascending.
+#[cfg(not(target_os = "none"))]
+#[inline(always)]
+fn lower_inverse_tile<const N: usize, const W: usize>(
+    m: &[[f32; N]; N],
+    done: &[[f32; N]],
+    block: &mut [[f32; N]; 4],
+    i0: usize,
+    j0: usize,
+) {
+    if j0 + W > N || i0 + 4 > N {
+        return;
+    }
+    let mut t = [[0.0f32; W]; 4];
+    for (k, xk) in done.iter().enumerate().skip(j0) {
+        let xk: [f32; W] = core::array::from_fn(|q| xk[j0 + q]);
+        for r in 0..4 {
+            let l = m[i0 + r][k];
+            for q in 0..W {
+                t[r][q] -= l * xk[q];
+            }
+        }
+    }
+    for (row, tr) in block.iter_mut().zip(&t) {
+        row[j0..j0 + W].copy_from_slice(tr);
+    }
+}
+
+/// `inv = Xᵀ D⁻¹ X (+ D_e⁻¹ x_e x_eᵀ)` with `1/D` on the diagonal of `m` and `X = L⁻¹`, plus
+/// the optional extra row `x_e` of `X` with its `1/D_e` (an input factor's bias row). One
+/// matrix product, then the upper triangle mirrored so the result is exactly symmetric.
+#[cfg(not(target_os = "none"))]
+fn inverse_from_ldl<const N: usize>(
+    m: &[[f32; N]; N],
+    x: &[[f32; N]; N],
+    extra: Option<(&[f32; N], f32)>,
+    inv: &mut [[f32; N]; N],
+) {
+    let mut dx = [[0.0f32; N]; N];
+    for k in 0..N {
+        let dk = m[k][k];
+        for (v, &u) in dx[k].iter_mut().zip(&x[k]) {
+            *v = dk * u;
+        }
+    }
+    match extra {
+        Some((xe, d)) => {
+            let dxe = xe.map(|v| d * v);
+            crate::dense::matmul_lower_tn(x, &dx, Some((xe, &dxe)), inv);
+        }
+        None => crate::dense::matmul_lower_tn(x, &dx, None, inv),
+    }
+    for i in 1..N {
+        for j in 0..i {
+            inv[i][j] = inv[j][i];
+        }
+    }
+}
+
+/// [`precondition`] on hosts, from the explicit inverses: `Y = [G | g_b] Ā_d⁻¹`, then
+/// `V = S_d⁻¹ Y`, two matrix products (the same multiply-adds as the four triangular solves, at
+/// 2–3× their speed). The quadratic form is `⟨G, V⟩ = gᵀ (Ā_d ⊗ S_d)⁻¹ g`, summed in
+/// [`Q_LANES`] lanes. Equal to [`precondition`] up to rounding.
+#[cfg(not(target_os = "none"))]
+pub fn precondition_explicit<const I: usize, const O: usize>(
+    a: &InputFactor<I>,
+    s: &OutputFactor<O>,
+    w: &mut [[f32; I]; O],
+    b: &mut [f32; O],
+) -> f32 {
+    use crate::dense::matmul;
+    let ai = &a.inv;
+    let mut y = [[0.0f32; I]; O];
+    matmul::<O, I, I>(w, &ai.m, Some((b, &ai.last)), &mut y);
+    let yb: [f32; O] = core::array::from_fn(|r| dot(&w[r], &ai.last) + b[r] * ai.corner);
+    let mut v = [[0.0f32; I]; O];
+    if I < 16 && O >= 16 {
+        // Narrow `Y` (a first layer's few inputs): `Vᵀ = Yᵀ S_d⁻¹` (`S_d⁻¹` is exactly
+        // symmetric; the same products in the same order) keeps the tiles 16 wide.
+        let mut vt = [[0.0f32; O]; I];
+        matmul::<I, O, O>(&transpose(&y), &s.inv, None, &mut vt);
+        untranspose(&vt, &mut v);
+    } else {
+        matmul::<O, O, I>(&s.inv, &y, None, &mut v);
+    }
+    let mut lanes = [0.0f32; Q_LANES];
+    let mut qb = 0.0;
+    for r in 0..O {
+        for (g, vr) in w[r].chunks(Q_LANES).zip(v[r].chunks(Q_LANES)) {
+            for ((lane, &gj), &vj) in lanes.iter_mut().zip(g).zip(vr) {
+                *lane += gj * vj;
+            }
+        }
+        let vb = dot(&s.inv[r], &yb);
+        qb += b[r] * vb;
+        b[r] = vb;
+    }
+    *w = v;
+    sum_lanes(&lanes) + qb
 }
 
 /// Partial sums of the quadratic form in [`precondition`] (one AVX-512 vector).
@@ -928,8 +1152,21 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Curvature
     }
 
     /// Declare whether the stored decompositions are valid (after restoring a checkpoint).
+    /// On hosts, declaring them valid rebuilds the explicit inverses from them.
     pub fn set_factorized(&mut self, factorized: bool) {
         self.factorized = factorized;
+        #[cfg(not(target_os = "none"))]
+        if factorized {
+            self.a_obs.invert();
+            for t in 0..T {
+                self.a_h1[t].invert();
+                self.a_h2[t].invert();
+                self.s1[t].invert();
+                self.s2[t].invert();
+            }
+            self.s_pi.invert();
+            self.s_v.invert();
+        }
     }
 
     /// Every factor `F ← ρ F`; the start of a running-average update.
@@ -1058,6 +1295,8 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Curvature
         if !self.factorized {
             return Err(Error::UpdateNotPositiveDefinite);
         }
+        #[cfg(not(target_os = "none"))]
+        use precondition_explicit as precondition;
         let mut q = 0.0;
         for t in 0..T {
             let tr = &mut grad.trunks[t];
@@ -1175,6 +1414,84 @@ mod tests {
         check_precondition::<12, 5>(8);
         check_precondition::<1, 3>(9);
         check_precondition::<64, 64>(10);
+    }
+
+    /// Hosts: the explicit inverses times the damped factors (built densely from the
+    /// statistics, another way) are the identity, and the explicit preconditioning is the
+    /// triangular solves' up to rounding.
+    #[cfg(not(target_os = "none"))]
+    fn check_explicit<const I: usize, const O: usize>(seed: u64) {
+        extern crate std;
+        use std::vec;
+        let mut s = seed;
+        let (a, f) = factors::<I, O>(&mut s);
+        let shift = 0.05; // as in `factors`
+        let n = I + 1;
+        let mut ad = vec![0.0f32; n * n];
+        a.write_dense(&mut ad);
+        let mut ai = vec![0.0f32; n * n];
+        for i in 0..I {
+            ai[i * n..i * n + I].copy_from_slice(&a.inv.m[i]);
+            ai[i * n + I] = a.inv.last[i];
+            ai[I * n + i] = a.inv.last[i];
+        }
+        ai[I * n + I] = a.inv.corner;
+        let mut sd = vec![0.0f32; O * O];
+        f.write_dense(&mut sd);
+        let si: vec::Vec<f32> = f.inv.as_flattened().to_vec();
+        for (m, inv, n) in [(&ad, &ai, n), (&sd, &si, O)] {
+            for i in 0..n {
+                for j in 0..n {
+                    let mut p = 0.0f64;
+                    for k in 0..n {
+                        let mk = m[i * n + k] as f64 + if i == k { shift } else { 0.0 };
+                        p += mk * inv[k * n + j] as f64;
+                    }
+                    let want = if i == j { 1.0 } else { 0.0 };
+                    assert!(
+                        (p - want).abs() < 1e-4,
+                        "I={I} O={O} n={n}: ({i},{j}) = {p}"
+                    );
+                }
+            }
+        }
+        let w0: [[f32; I]; O] = core::array::from_fn(|_| core::array::from_fn(|_| next(&mut s)));
+        let b0: [f32; O] = core::array::from_fn(|_| next(&mut s));
+        let (mut w, mut b, mut we, mut be) = (w0, b0, w0, b0);
+        let q = precondition(&a, &f, &mut w, &mut b);
+        let qe = precondition_explicit(&a, &f, &mut we, &mut be);
+        let scale = w
+            .as_flattened()
+            .iter()
+            .chain(&b)
+            .fold(0.0f32, |m, v| m.max(v.abs()));
+        for (x, y) in w
+            .as_flattened()
+            .iter()
+            .chain(&b)
+            .zip(we.as_flattened().iter().chain(&be))
+        {
+            assert!((x - y).abs() <= 1e-4 * scale, "I={I} O={O}: {x} vs {y}");
+        }
+        assert!(
+            (q - qe).abs() <= 1e-4 * q.abs(),
+            "I={I} O={O}: q {q} vs {qe}"
+        );
+    }
+
+    #[cfg(not(target_os = "none"))]
+    #[test]
+    fn explicit_inverses_invert_and_precondition_as_the_solves() {
+        check_explicit::<4, 32>(1);
+        check_explicit::<32, 32>(2);
+        check_explicit::<32, 2>(3);
+        check_explicit::<32, 1>(4);
+        check_explicit::<16, 7>(5);
+        check_explicit::<3, 6>(7);
+        check_explicit::<12, 5>(8);
+        check_explicit::<1, 3>(9);
+        check_explicit::<64, 64>(10);
+        check_explicit::<64, 17>(11);
     }
 
     fn check_observe_chunk<const H: usize, const T: usize>(seed: u64) {

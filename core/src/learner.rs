@@ -309,7 +309,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
         match cfg.optimizer {
             Optimizer::RmsProp { alpha, eps } => net.zip3_mut(dir, state, |p, g, s| {
                 *s = alpha * *s + (1.0 - alpha) * g * g;
-                *p -= eta * g / (libm::sqrtf(*s) + eps);
+                *p -= eta * g / (crate::dense::sqrt(*s) + eps);
             }),
             Optimizer::Acktr | Optimizer::Sgd => net.zip3_mut(dir, state, |p, d, u| {
                 *u = m * *u + (1.0 - m) * eta * d;

@@ -30,6 +30,9 @@
 // Index loops mirror the maths (`W[o][i]`, `L[i][k]`) and keep several arrays in step.
 #![allow(clippy::needless_range_loop)]
 
+#[cfg(feature = "std")]
+extern crate std;
+
 mod config;
 mod dense;
 mod error;

@@ -147,3 +147,44 @@ fn mismatched_forwards_are_refused() {
     assert_eq!(a, b);
     assert_eq!(learner.updates(), 0);
 }
+
+/// A learner restored from its state (`visit_state_mut`, `set_updates`), as a checkpoint does,
+/// continues bit for bit like the one it was saved from: between two factorizations, so the
+/// restored one preconditions with what it rebuilds from the saved decompositions (hosts form
+/// explicit inverses from them).
+#[test]
+fn a_restored_learner_continues_bit_for_bit() {
+    let mut rng = Pcg64::from_seed(5);
+    let net = ActorCritic::<3, 16, 2, 2>::new(Activation::Tanh, HeadKind::Categorical, &mut rng);
+    let cfg = Config {
+        cold_iters: 1,
+        inverse_every: 4,
+        ..Config::DEFAULT
+    };
+    let mut a = Learner::new(cfg, net).unwrap();
+    for _ in 0..3 {
+        let batch = steps::<3, 2>(&mut rng, 24);
+        a.update_steps(&batch, &mut rng).unwrap();
+    }
+    assert!(a.curvature().is_factorized());
+    let mut saved = Vec::new();
+    a.clone().visit_state_mut(|s| saved.extend_from_slice(s));
+    let fresh = ActorCritic::<3, 16, 2, 2>::new(Activation::Tanh, HeadKind::Categorical, &mut rng);
+    let mut b = Learner::new(cfg, fresh).unwrap();
+    let mut pos = 0;
+    b.visit_state_mut(|s| {
+        s.copy_from_slice(&saved[pos..pos + s.len()]);
+        pos += s.len();
+    });
+    b.set_updates(a.updates(), a.curvature().is_factorized());
+    for _ in 0..2 {
+        let batch = steps::<3, 2>(&mut rng, 24);
+        let mut r = rng.clone();
+        a.update_steps(&batch, &mut rng).unwrap();
+        b.update_steps(&batch, &mut r).unwrap();
+    }
+    let (mut wa, mut wb) = (Vec::new(), Vec::new());
+    a.visit_state_mut(|s| wa.extend(s.iter().map(|v| v.to_bits())));
+    b.visit_state_mut(|s| wb.extend(s.iter().map(|v| v.to_bits())));
+    assert_eq!(wa, wb);
+}
