@@ -15,7 +15,9 @@ use crate::train::{collect, head_for};
 /// `acktr bench` options.
 #[derive(clap::Args, Clone, Debug)]
 pub struct BenchArgs {
-    /// Updates timed per measurement (medians are over these).
+    /// Updates per measurement: the MLP table's whole-loop rows time this many collect +
+    /// update iterations per round (7 rounds, the agents taking turns), its update rows and the
+    /// breakdown tables take the median of this many isolated updates.
     #[arg(long, default_value_t = 40)]
     pub updates: usize,
     /// Updates of the Nature CNN (each is large on a CPU).
@@ -64,38 +66,58 @@ pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-struct Row {
-    sps: f64,
-    update: Duration,
+/// Rounds of the whole-loop measurement: every agent of a backend is timed once per round,
+/// in turn, so a slow spell of this shared machine falls on all of them.
+const LOOP_ROUNDS: usize = 7;
+
+/// One agent's whole loop (collect + update) on CartPole 16 × 20, with its own environments.
+struct Loop {
+    agent: Box<dyn Agent>,
+    env: Box<dyn crate::envs::VecEnv>,
+    obs: Vec<f32>,
+    rollout: HostRollout,
 }
 
-/// Whole loop (collect + update) and isolated updates of one agent on CartPole 16 × 20.
-fn mlp_row(agent: &mut dyn Agent, updates: usize) -> Result<Row> {
-    let (n_env, n_steps) = (16, 20);
-    let mut env = envs::make("CartPole-v1", n_env)?;
-    let (_, act_len) = head_for(env.action_space());
-    let mut rollout = HostRollout::new(n_env, env.obs_len(), act_len);
-    let mut obs = env.reset(0)?;
-    for _ in 0..3 {
-        collect(agent, env.as_mut(), &mut obs, &mut rollout, n_steps)?;
-        agent.update(&rollout)?;
+impl Loop {
+    const ENVS: usize = 16;
+    const STEPS: usize = 20;
+
+    fn new(agent: Box<dyn Agent>) -> Result<Self> {
+        let mut env = envs::make("CartPole-v1", Self::ENVS)?;
+        let (_, act_len) = head_for(env.action_space());
+        let rollout = HostRollout::new(Self::ENVS, env.obs_len(), act_len);
+        let obs = env.reset(0)?;
+        let mut l = Self {
+            agent,
+            env,
+            obs,
+            rollout,
+        };
+        l.env_steps_per_sec(3)?;
+        Ok(l)
     }
-    let t = Instant::now();
-    for _ in 0..updates {
-        collect(agent, env.as_mut(), &mut obs, &mut rollout, n_steps)?;
-        agent.update(&rollout)?;
-    }
-    let sps = (updates * n_env * n_steps) as f64 / t.elapsed().as_secs_f64();
-    let mut times = Vec::with_capacity(updates);
-    for _ in 0..updates {
+
+    /// Env steps per second over `updates` collect + update iterations.
+    fn env_steps_per_sec(&mut self, updates: usize) -> Result<f64> {
         let t = Instant::now();
-        agent.update(&rollout)?;
-        times.push(t.elapsed());
+        for _ in 0..updates {
+            let (agent, env) = (self.agent.as_mut(), self.env.as_mut());
+            collect(agent, env, &mut self.obs, &mut self.rollout, Self::STEPS)?;
+            self.agent.update(&self.rollout)?;
+        }
+        Ok((updates * Self::ENVS * Self::STEPS) as f64 / t.elapsed().as_secs_f64())
     }
-    Ok(Row {
-        sps,
-        update: median(times),
-    })
+
+    /// Median time of `updates` isolated updates on the last rollout.
+    fn update_time(&mut self, updates: usize) -> Result<Duration> {
+        let mut times = Vec::with_capacity(updates);
+        for _ in 0..updates {
+            let t = Instant::now();
+            self.agent.update(&self.rollout)?;
+            times.push(t.elapsed());
+        }
+        Ok(median(times))
+    }
 }
 
 /// The benchmark's learner configuration for `algo`.
@@ -222,6 +244,16 @@ fn median_f64(v: &[f64]) -> f64 {
     }
 }
 
+/// Smallest entry.
+fn lo(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+/// Largest entry.
+fn hi(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+}
+
 /// Thousands separators: 123456 → "123,456".
 fn grouped(x: f64) -> String {
     let digits = format!("{:.0}", x);
@@ -328,8 +360,6 @@ fn cartpole_table(args: &BenchArgs) -> Result<String> {
     let mut ratios = String::from(
         "\n| batch | ACKTR/A2C throughput, same budget (median of the seeds' ratios; goal ≥ 0.9) | min | max | ACKTR/A2C env steps to target (medians) | ACKTR/A2C wall time to target (medians) |\n|---|---|---|---|---|---|\n",
     );
-    let lo = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = |v: &[f64]| v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let result = (|| -> Result<()> {
         for &(envs, steps) in &batches {
             let algos = [Algo::Acktr, Algo::A2c];
@@ -428,39 +458,58 @@ pub fn bench(args: &BenchArgs) -> Result<String> {
     } else {
         &["native"]
     };
+    let configs = [
+        (Algo::Acktr, 1),
+        (Algo::Acktr, 4),
+        (Algo::Acktr, 8),
+        (Algo::A2c, 1),
+    ];
     for &backend in backends {
-        let mut rows = Vec::new();
-        for (algo, stride) in [
-            (Algo::Acktr, 1),
-            (Algo::Acktr, 4),
-            (Algo::Acktr, 8),
-            (Algo::A2c, 1),
-        ] {
-            let mut agent = make(backend, algo, stride)?;
-            let r = mlp_row(agent.as_mut(), args.updates)?;
+        let mut loops = configs
+            .iter()
+            .map(|&(algo, stride)| Loop::new(make(backend, algo, stride)?))
+            .collect::<Result<Vec<_>>>()?;
+        // sps[k][round]; the A2C loop (last) runs in every round beside the others.
+        let mut sps = vec![Vec::with_capacity(LOOP_ROUNDS); loops.len()];
+        for _ in 0..LOOP_ROUNDS {
+            for (l, s) in loops.iter_mut().zip(sps.iter_mut()) {
+                s.push(l.env_steps_per_sec(args.updates)?);
+            }
+        }
+        let mut updates = Vec::with_capacity(loops.len());
+        for l in loops.iter_mut() {
+            updates.push(l.update_time(args.updates)?);
+        }
+        let a2c = configs.len() - 1;
+        for (k, &(algo, stride)) in configs.iter().enumerate() {
             let name = match algo {
                 Algo::Acktr => format!("{}, stat_stride {stride}", algo.label()),
                 Algo::A2c => algo.label().into(),
             };
             out += &format!(
                 "| {backend} | {name} | {:.0} | {:.3} ms |\n",
-                r.sps,
-                ms(r.update)
+                median_f64(&sps[k]),
+                ms(updates[k])
             );
-            rows.push(r);
-        }
-        for (k, stride) in [(0, 1), (1, 4), (2, 8)] {
+            if k == a2c {
+                continue;
+            }
+            let paired: Vec<f64> = sps[k].iter().zip(&sps[a2c]).map(|(a, b)| a / b).collect();
             ratios.push((
                 backend,
                 stride,
-                rows[k].sps / rows[3].sps,
-                rows[k].update.as_secs_f64() / rows[3].update.as_secs_f64(),
+                median_f64(&paired),
+                lo(&paired),
+                hi(&paired),
+                updates[k].as_secs_f64() / updates[a2c].as_secs_f64(),
             ));
         }
     }
-    out += "\n| backend | stat_stride | ACKTR/A2C throughput | ACKTR/A2C update time |\n|---|---|---|---|\n";
-    for (b, stride, t, u) in ratios {
-        out += &format!("| {b} | {stride} | {t:.2} | {u:.2} |\n");
+    out += &format!(
+        "\n| backend | stat_stride | ACKTR/A2C throughput (median of {LOOP_ROUNDS} interleaved rounds) | min | max | ACKTR/A2C update time |\n|---|---|---|---|---|---|\n"
+    );
+    for (b, stride, t, t_lo, t_hi, u) in ratios {
+        out += &format!("| {b} | {stride} | {t:.2} | {t_lo:.2} | {t_hi:.2} | {u:.2} |\n");
     }
     if args.pendulum_runs > 0 {
         out += &pendulum_table(args)?;
