@@ -28,14 +28,23 @@ pub struct TorchKfac {
     s_inv: Vec<Option<Tensor>>,
 }
 
+/// Inputs up to this many numbers get their bias column appended before the product.
+const SMALL_ROWS: usize = 1 << 16;
+
 /// `Ā = E[ā āᵀ]` of the rows `x` of `rows` (`[n, K]`) with `ā = [x; 1]`, in blocks:
 /// `[[XᵀX/n, x̄], [x̄ᵀ, 1]]` — without building `[X | 1]`, a copy as large as the conv layers'
 /// patch matrices.
 fn input_factor(rows: &Tensor) -> Tensor {
     let n = rows.size()[0] as f64;
+    let one = Tensor::ones([1, 1], (rows.kind(), rows.device()));
+    if rows.numel() <= SMALL_ROWS {
+        // Small (an MLP's layers): five libtorch calls instead of ten, whose overhead is the
+        // cost at this size.
+        let xa = Tensor::cat(&[rows, &one.expand([rows.size()[0], 1], false)], 1);
+        return xa.tr().mm(&xa) / n;
+    }
     let xtx = rows.tr().mm(rows) / n;
     let mean = rows.sum_dim_intlist(0, true, Kind::Float) / n;
-    let one = Tensor::ones([1, 1], (rows.kind(), rows.device()));
     let top = Tensor::cat(&[xtx, mean.tr()], 1);
     let bottom = Tensor::cat(&[mean, one], 1);
     Tensor::cat(&[top, bottom], 0)
@@ -116,13 +125,18 @@ impl TorchKfac {
         }
     }
 
-    /// All statistics finite.
+    /// All statistics finite, read from the diagonals alone (one check for all factors):
+    /// every entry of an average of outer products is bounded by its diagonal entries, so a
+    /// NaN or infinite entry comes with a NaN or infinite diagonal entry (as in the core).
     pub fn is_finite(&self) -> bool {
-        self.a
+        let diags: Vec<Tensor> = self
+            .a
             .iter()
             .chain(self.s.iter())
             .flatten()
-            .all(|t| bool::try_from(t.isfinite().all()).unwrap_or(false))
+            .map(|t| t.diagonal(0, 0, 1))
+            .collect();
+        diags.is_empty() || bool::try_from(Tensor::cat(&diags, 0).isfinite().all()).unwrap_or(false)
     }
 
     /// Forget all statistics (after an overflow).
