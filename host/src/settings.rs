@@ -379,12 +379,20 @@ fn preset(env: &str) -> Preset {
             },
             ..mlp(true)
         },
+        // Conv nets: factor statistics from every 8th sample. On MinAtar Breakout (1M env
+        // steps, seeds 0–2) it learned as well as every sample (last-100 means 9.54 median
+        // against 9.41) at 1.4× the env steps per second; on the Nature CNN it brings an ACKTR
+        // update from 4.6× to 1.8× A2C's (docs/results.md, docs/performance.md).
         id if id.starts_with("ALE/") => Preset {
             num_envs: 32,
             num_steps: 20,
             total_steps: 10_000_000,
             arch: ArchArg::Nature,
             schedule: Schedule::Linear,
+            acktr: Config {
+                stat_stride: 8,
+                ..acktr
+            },
             ..mlp(false)
         },
         id if id.starts_with("MinAtar/") => Preset {
@@ -394,6 +402,10 @@ fn preset(env: &str) -> Preset {
             arch: ArchArg::Minatar,
             activation: ActivationArg::Relu,
             schedule: Schedule::Linear,
+            acktr: Config {
+                stat_stride: 8,
+                ..acktr
+            },
             ..mlp(false)
         },
         // Anything else: the paper's MuJoCo setting (separate 64-64 tanh nets, 2500 steps per
