@@ -457,12 +457,20 @@ fn first_window_reaching(rows: &[(f64, u64)], target: f64) -> (usize, f64) {
     (first, mean(first))
 }
 
-#[test]
-fn stop_at_train_mean_stops_early_where_the_monitor_says() {
-    let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("run");
-    let budget = 200_000u64;
-    let o = acktr(&[
+/// A native CartPole run (seed 0) with `--stop-at-train-mean target` and `extra` arguments,
+/// into `run`: its stderr, its `done:` line, and where that line says the target was reached.
+fn train_to_train_mean(
+    run: &Path,
+    budget: u64,
+    target: &str,
+    extra: &[&str],
+) -> (
+    String,
+    acktr_host::train::DoneLine,
+    acktr_host::train::TrainMeanReached,
+) {
+    let budget = budget.to_string();
+    let mut args = vec![
         "train",
         "--env",
         "CartPole-v1",
@@ -471,18 +479,29 @@ fn stop_at_train_mean_stops_early_where_the_monitor_says() {
         "--seed",
         "0",
         "--total-steps",
-        &budget.to_string(),
+        &budget,
         "--stop-at-train-mean",
-        "100",
+        target,
         "--eval-episodes",
         "0",
         "--out",
         run.to_str().unwrap(),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let o = acktr(&args);
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
     let done = acktr_host::train::DoneLine::find(&err).expect("an `acktr: done:` line");
     let reached = done.reached.unwrap_or_else(|| panic!("not reached: {err}"));
+    (err, done, reached)
+}
+
+#[test]
+fn stop_at_train_mean_stops_early_where_the_monitor_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let budget = 200_000u64;
+    let (err, done, reached) = train_to_train_mean(&run, budget, "100", &[]);
     assert_eq!((reached.window, reached.target), (20, 100.0), "{err}");
     assert!(reached.mean >= 100.0, "{err}");
     assert!(
@@ -519,30 +538,8 @@ fn train_mean_no_stop_records_the_target_and_trains_to_the_budget() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let budget = 128_000u64;
-    let o = acktr(&[
-        "train",
-        "--env",
-        "CartPole-v1",
-        "--backend",
-        "native",
-        "--seed",
-        "0",
-        "--total-steps",
-        &budget.to_string(),
-        "--stop-at-train-mean",
-        "60",
-        "--train-mean-no-stop",
-        "--checkpoint-every",
-        "0",
-        "--eval-episodes",
-        "0",
-        "--out",
-        run.to_str().unwrap(),
-    ]);
-    let err = stderr(&o);
-    assert!(o.status.success(), "{err}");
-    let done = acktr_host::train::DoneLine::find(&err).expect("an `acktr: done:` line");
-    let reached = done.reached.unwrap_or_else(|| panic!("not reached: {err}"));
+    let extra = ["--train-mean-no-stop", "--checkpoint-every", "0"];
+    let (err, done, reached) = train_to_train_mean(&run, budget, "60", &extra);
     assert!(done.env_steps >= budget, "stopped early: {err}");
     assert!(reached.mean >= 60.0 && reached.env_steps < budget, "{err}");
     // The first window that reached the target, as the monitor has it, not a later one.
