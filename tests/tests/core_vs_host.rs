@@ -68,9 +68,13 @@ fn dense_s<const O: usize>(f: &acktr_core::OutputFactor<O>) -> Vec<f32> {
 }
 
 fn run<const T: usize>(head: HeadKind, seed: u64, stat_stride: u32) {
+    run_with::<T>(head, seed, stat_stride, Activation::Tanh);
+}
+
+fn run_with<const T: usize>(head: HeadKind, seed: u64, stat_stride: u32, activation: Activation) {
     tch::manual_seed(0);
     let mut rng = Pcg64::from_seed(seed);
-    let mut core_net = ActorCritic::<OBS, H, P, T>::new(Activation::Tanh, head, &mut rng);
+    let mut core_net = ActorCritic::<OBS, H, P, T>::new(activation, head, &mut rng);
     core_net.log_std = [0.1, -0.2, 0.3];
     let cfg = Config {
         cold_iters: 2,
@@ -81,7 +85,7 @@ fn run<const T: usize>(head: HeadKind, seed: u64, stat_stride: u32) {
     let arch = Arch::Mlp {
         hidden: vec![H, H],
         separate: T == 2,
-        activation: Activation::Tanh,
+        activation,
     };
     let mut host_net = TorchNet::new(arch, &[OBS], head, P, Device::Cpu).unwrap();
     copy_into_host(&core_net, &mut host_net);
@@ -264,4 +268,11 @@ fn separate_gaussian_updates_agree() {
 fn strided_statistics_agree() {
     run::<1>(HeadKind::Categorical, 5, 3);
     run::<2>(HeadKind::Gaussian, 6, 3);
+}
+
+/// The Pendulum preset's layout: separate ReLU trunks, a Gaussian head, strided statistics.
+#[test]
+fn relu_updates_agree() {
+    run_with::<2>(HeadKind::Gaussian, 7, 4, Activation::Relu);
+    run_with::<1>(HeadKind::Categorical, 8, 1, Activation::Relu);
 }

@@ -272,6 +272,16 @@ impl TorchNet {
         }
     }
 
+    /// Hidden nonlinearity.
+    pub fn activation(&self) -> Activation {
+        self.activation
+    }
+
+    /// Whether every layer is fully connected (an MLP).
+    pub fn is_mlp(&self) -> bool {
+        self.layers.iter().all(|l| l.conv.is_none())
+    }
+
     /// Index of the policy head in `layers`.
     pub fn pi_index(&self) -> usize {
         self.layers.len() - 2
