@@ -260,16 +260,9 @@ impl TorchLearner {
         lap(&mut timings.forward);
         // Sampled Fisher → per-sample pre-activation gradients → factor statistics.
         let params = net.params();
-        if natural && net.is_mlp() {
+        let batch_stats = if natural && net.is_mlp() {
             let (sub, g) = tch::no_grad(|| mlp_fisher(net, &fw, &noise, &cfg))?;
-            let (a_batch, s_batch) = TorchKfac::batch_stats(net, &sub, &g);
-            let k = self.updates as f64;
-            let rho = (cfg.stat_decay as f64).min(k / (k + 1.0));
-            self.kfac.accumulate(a_batch, s_batch, rho);
-            if !self.kfac.is_finite() {
-                self.kfac.reset();
-                return Err(acktr_core::Error::UpdateNonFiniteCurvature.into());
-            }
+            Some(TorchKfac::batch_stats(net, &sub, &g))
         } else if natural {
             // With a stride only every `stat_stride`-th sample feeds the factors, as in the
             // core. Those samples get a forward pass of their own, so that the Fisher backward
@@ -359,7 +352,11 @@ impl TorchLearner {
             let fisher = fisher_pg + fisher_v;
             let pre: Vec<&Tensor> = fw.pre.iter().collect();
             let g = Tensor::run_backward(&[&fisher], &pre, true, false);
-            let (a_batch, s_batch) = TorchKfac::batch_stats(net, fw, &g);
+            Some(TorchKfac::batch_stats(net, fw, &g))
+        } else {
+            None
+        };
+        if let Some((a_batch, s_batch)) = batch_stats {
             let k = self.updates as f64;
             let rho = (cfg.stat_decay as f64).min(k / (k + 1.0));
             self.kfac.accumulate(a_batch, s_batch, rho);
