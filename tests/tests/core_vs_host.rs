@@ -183,8 +183,8 @@ fn run_with<const T: usize>(head: HeadKind, seed: u64, stat_stride: u32, activat
 
         // Factor by factor.
         let curv = core.curvature();
-        let host_a = |g: usize| flat(host.kfac.a[g].as_ref().unwrap());
-        let host_s = |l: usize| flat(host.kfac.s[l].as_ref().unwrap());
+        let host_a = |g: usize| flat(host.kfac.a(g).unwrap());
+        let host_s = |l: usize| flat(host.kfac.s(l).unwrap());
         close(&format!("{tag}: A obs"), &dense_a(curv.a_obs()), &host_a(0));
         let (mut g, mut l) = (1, 0);
         for t in 0..T {

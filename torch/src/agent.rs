@@ -131,13 +131,13 @@ impl Agent for TorchAgent {
         for (i, u) in l.velocity.iter().enumerate() {
             out.push((format!("torch.velocity.{i}"), f32_bytes(&to_vec(u)?)));
         }
-        for (i, a) in l.kfac.a.iter().enumerate() {
-            if let Some(a) = a {
+        for i in 0..l.net.groups {
+            if let Some(a) = l.kfac.a(i) {
                 out.push((format!("torch.kfac.a.{i}"), f32_bytes(&to_vec(a)?)));
             }
         }
-        for (i, s) in l.kfac.s.iter().enumerate() {
-            if let Some(s) = s {
+        for i in 0..l.net.layers.len() {
+            if let Some(s) = l.kfac.s(i) {
                 out.push((format!("torch.kfac.s.{i}"), f32_bytes(&to_vec(s)?)));
             }
         }
@@ -192,11 +192,17 @@ impl Agent for TorchAgent {
         });
         l.velocity = velocity;
         l.kfac = super::kfac::TorchKfac::new(&l.net);
-        for i in 0..l.kfac.a.len() {
-            l.kfac.a[i] = square(format!("torch.kfac.a.{i}"));
-        }
-        for i in 0..l.kfac.s.len() {
-            l.kfac.s[i] = square(format!("torch.kfac.s.{i}"));
+        // All factors or none (a checkpoint taken before the first natural update has none).
+        let a: Option<Vec<Tensor>> = (0..l.net.groups)
+            .map(|i| square(format!("torch.kfac.a.{i}")))
+            .collect();
+        let s: Option<Vec<Tensor>> = (0..l.net.layers.len())
+            .map(|i| square(format!("torch.kfac.s.{i}")))
+            .collect();
+        if let (Some(a), Some(s)) = (a, s) {
+            l.kfac
+                .load(&a, &s)
+                .map_err(|e| bad(format!("K-FAC statistics: {e}")))?;
         }
         l.updates = updates;
         Ok(())

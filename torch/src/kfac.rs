@@ -18,12 +18,28 @@ use tch::{Kind, Tensor};
 use crate::net::{Forward, TorchNet};
 
 /// Factors and inverses of every layer of a [`TorchNet`].
+///
+/// All factors live in one flat tensor (each `Ā`, then each `S`, row-major), and one batch's
+/// statistics in a second of the same layout, so that the running average is one `lerp_` and
+/// the finiteness check one gather, whatever the number of layers: on a small MLP each
+/// libtorch call's overhead (a few µs), not the arithmetic, is the cost.
 #[derive(Debug)]
 pub struct TorchKfac {
-    /// `Ā` per input group (`None` until first seen).
-    pub a: Vec<Option<Tensor>>,
-    /// `S` per layer.
-    pub s: Vec<Option<Tensor>>,
+    /// Running averages, flat.
+    stats: Tensor,
+    /// One batch's statistics, flat (same layout).
+    batch: Tensor,
+    /// Views of `stats`: `Ā` per input group, then `S` per layer.
+    views: Vec<Tensor>,
+    /// The same views of `batch`.
+    batch_views: Vec<Tensor>,
+    /// Positions of every factor's diagonal in the flat layout.
+    diagonals: Tensor,
+    /// Dimension of each factor (same order as `views`).
+    dims: Vec<i64>,
+    groups: usize,
+    /// Whether `stats` holds averages (false until the first batch).
+    seen: bool,
     a_inv: Vec<Option<Tensor>>,
     s_inv: Vec<Option<Tensor>>,
 }
@@ -31,34 +47,58 @@ pub struct TorchKfac {
 /// Inputs up to this many numbers get their bias column appended before the product.
 const SMALL_ROWS: usize = 1 << 16;
 
-/// `Ā = E[ā āᵀ]` of the rows `x` of `rows` (`[n, K]`) with `ā = [x; 1]`, in blocks:
-/// `[[XᵀX/n, x̄], [x̄ᵀ, 1]]` — without building `[X | 1]`, a copy as large as the conv layers'
-/// patch matrices.
-fn input_factor(rows: &Tensor) -> Tensor {
-    let n = rows.size()[0] as f64;
-    let one = Tensor::ones([1, 1], (rows.kind(), rows.device()));
-    if rows.numel() <= SMALL_ROWS {
-        // Small (an MLP's layers): five libtorch calls instead of ten, whose overhead is the
-        // cost at this size.
-        let xa = Tensor::cat(&[rows, &one.expand([rows.size()[0], 1], false)], 1);
-        return xa.tr().mm(&xa) / n;
-    }
-    let xtx = rows.tr().mm(rows) / n;
-    let mean = rows.sum_dim_intlist(0, true, Kind::Float) / n;
-    let top = Tensor::cat(&[xtx, mean.tr()], 1);
-    let bottom = Tensor::cat(&[mean, one], 1);
-    Tensor::cat(&[top, bottom], 0)
-}
-
 impl TorchKfac {
     /// Empty statistics for `net`.
     pub fn new(net: &TorchNet) -> Self {
+        let device = net.device();
+        let mut dims = vec![0i64; net.groups];
+        for l in &net.layers {
+            dims[l.group] = l.fan_in() + 1;
+        }
+        dims.extend(net.layers.iter().map(|l| l.outputs()));
+        let total: i64 = dims.iter().map(|d| d * d).sum();
+        let stats = Tensor::zeros([total], (Kind::Float, device));
+        let batch = Tensor::zeros([total], (Kind::Float, device));
+        let (mut views, mut batch_views, mut diag) = (Vec::new(), Vec::new(), Vec::new());
+        let mut offset = 0;
+        for &d in &dims {
+            views.push(stats.narrow(0, offset, d * d).view([d, d]));
+            batch_views.push(batch.narrow(0, offset, d * d).view([d, d]));
+            diag.extend((0..d).map(|i| offset + i * (d + 1)));
+            offset += d * d;
+        }
         Self {
-            a: (0..net.groups).map(|_| None).collect(),
-            s: (0..net.layers.len()).map(|_| None).collect(),
+            stats,
+            batch,
+            views,
+            batch_views,
+            diagonals: Tensor::from_slice(&diag).to_device(device),
+            dims,
+            groups: net.groups,
+            seen: false,
             a_inv: (0..net.groups).map(|_| None).collect(),
             s_inv: (0..net.layers.len()).map(|_| None).collect(),
         }
+    }
+
+    /// `Ā` of input group `g` (`None` before the first batch).
+    pub fn a(&self, g: usize) -> Option<&Tensor> {
+        self.views[..self.groups].get(g).filter(|_| self.seen)
+    }
+
+    /// `S` of layer `l` (`None` before the first batch).
+    pub fn s(&self, l: usize) -> Option<&Tensor> {
+        self.views.get(self.groups + l).filter(|_| self.seen)
+    }
+
+    /// The last batch's `E[ā āᵀ]` of input group `g` (after [`Self::batch_stats`]).
+    pub fn batch_a(&self, g: usize) -> &Tensor {
+        &self.batch_views[g]
+    }
+
+    /// The last batch's `S` of layer `l` (after [`Self::batch_stats`]).
+    pub fn batch_s(&self, l: usize) -> &Tensor {
+        &self.batch_views[self.groups + l]
     }
 
     /// Whether damped inverses exist.
@@ -68,19 +108,23 @@ impl TorchKfac {
 
     /// The batch statistics `E[ā āᵀ]` of each group and `S` of each layer from a forward pass
     /// and the per-sample Fisher gradients `g` of every layer's pre-activation (with a
-    /// `stat_stride`, the learner passes the strided samples' own forward pass).
-    pub fn batch_stats(
-        net: &TorchNet,
-        fw: &Forward,
-        g: &[Tensor],
-    ) -> (Vec<Option<Tensor>>, Vec<Tensor>) {
+    /// `stat_stride`, the learner passes the strided samples' forward pass), into the batch
+    /// buffer ([`Self::batch_a`], [`Self::batch_s`]).
+    ///
+    /// `Ā` is built as `[[XᵀX, Σx], [Σxᵀ, n]] / n`: small inputs append the bias column and take
+    /// one product, large ones (conv patches) fill the blocks, without a copy of `[X | 1]` as
+    /// large as the patch matrix.
+    pub fn batch_stats(&mut self, net: &TorchNet, fw: &Forward, g: &[Tensor]) {
         let inputs = &fw.inputs;
-        let mut a_batch: Vec<Option<Tensor>> = (0..net.groups).map(|_| None).collect();
-        let mut s_batch = Vec::with_capacity(net.layers.len());
+        // (view, divisor): the MLP's factors all divide by the batch size, one call for all.
+        let mut divisors: Vec<f64> = vec![0.0; self.dims.len()];
+        let mut ones: Option<Tensor> = None;
+        let mut done = vec![false; self.groups];
         for (li, l) in net.layers.iter().enumerate() {
             let input = &inputs[l.group];
-            let bsz = input.size()[0] as f64;
-            if a_batch[l.group].is_none() {
+            let bsz = input.size()[0];
+            if !done[l.group] {
+                done[l.group] = true;
                 let rows = match l.conv {
                     Some(c) => input
                         .im2col(
@@ -91,9 +135,29 @@ impl TorchKfac {
                         )
                         .transpose(1, 2)
                         .reshape([-1, l.fan_in()]),
-                    None => input.reshape([input.size()[0], -1]),
+                    None => input.reshape([bsz, -1]),
                 };
-                a_batch[l.group] = Some(input_factor(&rows));
+                let n = rows.size()[0];
+                let dst = &self.batch_views[l.group];
+                if rows.numel() <= SMALL_ROWS {
+                    let one = match &ones {
+                        Some(o) if o.size()[0] == n => o.shallow_clone(),
+                        _ => Tensor::ones([n, 1], (rows.kind(), rows.device())),
+                    };
+                    let xa = Tensor::cat(&[&rows, &one], 1);
+                    ones = Some(one);
+                    let _ = xa.tr().mm_out(dst, &xa);
+                } else {
+                    let k = l.fan_in();
+                    dst.narrow(0, 0, k)
+                        .narrow(1, 0, k)
+                        .copy_(&rows.tr().mm(&rows));
+                    let sum = rows.sum_dim_intlist(0, true, Kind::Float);
+                    dst.narrow(0, k, 1).narrow(1, 0, k).copy_(&sum);
+                    dst.narrow(0, 0, k).narrow(1, k, 1).copy_(&sum.tr());
+                    let _ = dst.narrow(0, k, 1).narrow(1, k, 1).fill_(n as f64);
+                }
+                divisors[l.group] = n as f64;
             }
             let gl = &g[li];
             let rows = if gl.dim() == 4 {
@@ -101,82 +165,108 @@ impl TorchKfac {
             } else {
                 gl.reshape([gl.size()[0], -1])
             };
-            s_batch.push(rows.tr().mm(&rows) / bsz);
+            let _ = rows.tr().mm_out(&self.batch_views[self.groups + li], &rows);
+            divisors[self.groups + li] = bsz as f64;
         }
-        (a_batch, s_batch)
-    }
-
-    /// `F ← ρ F + (1−ρ) F_batch` for every factor, in place as `F + (1−ρ)(F_batch − F)` (one
-    /// libtorch call a factor instead of three: on a small MLP each call's overhead is the cost).
-    pub fn accumulate(&mut self, a_batch: Vec<Option<Tensor>>, s_batch: Vec<Tensor>, rho: f64) {
-        let blend = |dst: &mut Option<Tensor>, src: Tensor| match dst {
-            Some(old) => {
-                let _ = old.lerp_(&src, 1.0 - rho);
+        if divisors.iter().all(|&d| d == divisors[0]) {
+            let _ = self.batch.g_div_scalar_(divisors[0]);
+        } else {
+            for (v, &d) in self.batch_views.iter().zip(&divisors) {
+                let _ = v.shallow_clone().g_div_scalar_(d);
             }
-            None => *dst = Some(src),
-        };
-        for (dst, src) in self.a.iter_mut().zip(a_batch) {
-            if let Some(src) = src {
-                blend(dst, src);
-            }
-        }
-        for (dst, src) in self.s.iter_mut().zip(s_batch) {
-            blend(dst, src);
         }
     }
 
-    /// All statistics finite, read from the diagonals alone (one check for all factors):
-    /// every entry of an average of outer products is bounded by its diagonal entries, so a
-    /// NaN or infinite entry comes with a NaN or infinite diagonal entry (as in the core).
+    /// `F ← ρ F + (1−ρ) F_batch` for every factor at once, as `F + (1−ρ)(F_batch − F)`; the
+    /// first batch is copied as it is (`ρ₀ = 0`).
+    pub fn accumulate(&mut self, rho: f64) {
+        if self.seen {
+            let _ = self.stats.lerp_(&self.batch, 1.0 - rho);
+        } else {
+            self.stats.copy_(&self.batch);
+            self.seen = true;
+        }
+    }
+
+    /// Every factor's diagonal, factor by factor (one gather and one copy).
+    fn diagonals(&self) -> Result<Vec<f32>> {
+        Vec::<f32>::try_from(self.stats.take(&self.diagonals).to_device(tch::Device::Cpu))
+            .map_err(|e| HostError::InvalidSetting(format!("K-FAC diagonals: {e}")))
+    }
+
+    /// All statistics finite, read from the diagonals alone: every entry of an average of
+    /// outer products is bounded by its diagonal entries, so a NaN or infinite entry comes with
+    /// a NaN or infinite diagonal entry (as in the core).
     pub fn is_finite(&self) -> bool {
-        let diags: Vec<Tensor> = self
-            .a
-            .iter()
-            .chain(self.s.iter())
-            .flatten()
-            .map(|t| t.diagonal(0, 0, 1))
-            .collect();
-        diags.is_empty() || bool::try_from(Tensor::cat(&diags, 0).isfinite().all()).unwrap_or(false)
+        !self.seen
+            || self
+                .diagonals()
+                .is_ok_and(|d| d.iter().all(|v| v.is_finite()))
     }
 
-    /// Forget all statistics (after an overflow).
+    /// Forget all statistics and inverses (after an overflow).
     pub fn reset(&mut self) {
-        for t in self
-            .a
-            .iter_mut()
-            .chain(self.s.iter_mut())
-            .chain(self.a_inv.iter_mut())
-            .chain(self.s_inv.iter_mut())
-        {
+        self.seen = false;
+        let _ = self.stats.zero_();
+        for t in self.a_inv.iter_mut().chain(self.s_inv.iter_mut()) {
             *t = None;
         }
     }
 
+    /// Set the statistics (from a checkpoint): `a` per group, `s` per layer, each `[d, d]`.
+    pub fn load(&mut self, a: &[Tensor], s: &[Tensor]) -> Result<()> {
+        self.reset();
+        if a.len() + s.len() != self.views.len() {
+            return Err(HostError::InvalidSetting(format!(
+                "K-FAC statistics: {} factors for a net with {}",
+                a.len() + s.len(),
+                self.views.len()
+            )));
+        }
+        for ((dst, src), &d) in self.views.iter().zip(a.iter().chain(s)).zip(&self.dims) {
+            if src.size() != [d, d] {
+                return Err(HostError::InvalidSetting(format!(
+                    "K-FAC factor of shape {:?}, expected [{d}, {d}]",
+                    src.size()
+                )));
+            }
+            dst.shallow_clone().copy_(src);
+        }
+        self.seen = true;
+        Ok(())
+    }
+
     /// Damped inverses with the core's π split (acktr_core::damping_split).
     pub fn factorize(&mut self, net: &TorchNet, damping: f32) -> Result<()> {
+        if !self.seen {
+            return Err(not_ready("S"));
+        }
+        // Traces from one copy of all diagonals.
+        let diag = self.diagonals()?;
+        let mut traces = Vec::with_capacity(self.dims.len());
+        let mut at = 0;
+        for &d in &self.dims {
+            let d = d as usize;
+            traces.push(diag[at..at + d].iter().map(|&v| v as f64).sum::<f64>() as f32);
+            at += d;
+        }
         for gi in 0..net.groups {
-            let Some(a) = &self.a[gi] else { continue };
             let members: Vec<usize> = (0..net.layers.len())
                 .filter(|&li| net.layers[li].group == gi)
                 .collect();
-            let mut tr_s = 0.0;
-            let mut dim_s = 0;
-            for &li in &members {
-                let s = self.s[li].as_ref().ok_or_else(|| not_ready("S"))?;
-                tr_s += f64::try_from(s.trace())
-                    .map_err(|e| HostError::InvalidSetting(e.to_string()))?
-                    as f32;
-                dim_s += s.size()[0] as usize;
+            if members.is_empty() {
+                continue;
             }
-            let dim_a = a.size()[0] as usize;
-            let tr_a = f64::try_from(a.trace())
-                .map_err(|e| HostError::InvalidSetting(e.to_string()))?
-                as f32;
-            let (da, ds) = acktr_core::damping_split(tr_a, dim_a, tr_s, dim_s, damping);
-            self.a_inv[gi] = Some(damped_inverse(a, da)?);
+            let tr_s = members.iter().map(|&li| traces[self.groups + li]).sum();
+            let dim_s = members
+                .iter()
+                .map(|&li| self.dims[self.groups + li] as usize)
+                .sum();
+            let (da, ds) =
+                acktr_core::damping_split(traces[gi], self.dims[gi] as usize, tr_s, dim_s, damping);
+            self.a_inv[gi] = Some(damped_inverse(&self.views[gi], da)?);
             for &li in &members {
-                let s = self.s[li].as_ref().ok_or_else(|| not_ready("S"))?;
-                self.s_inv[li] = Some(damped_inverse(s, ds)?);
+                self.s_inv[li] = Some(damped_inverse(&self.views[self.groups + li], ds)?);
             }
         }
         Ok(())
@@ -185,29 +275,33 @@ impl TorchKfac {
     /// Natural gradient of every layer in place (`grads` holds `W`, `b` per layer, in layer
     /// order, then the log-std); returns `Σ v·g` over the layers.
     pub fn precondition(&self, net: &TorchNet, grads: &mut [Tensor]) -> Result<f64> {
-        let mut q = 0.0;
+        let mut parts = Vec::with_capacity(net.layers.len());
         for (li, l) in net.layers.iter().enumerate() {
             let a_inv = self.a_inv[l.group]
                 .as_ref()
                 .ok_or_else(|| not_ready("Ā⁻¹"))?;
             let s_inv = self.s_inv[li].as_ref().ok_or_else(|| not_ready("S⁻¹"))?;
             let o = l.outputs();
-            let (wsize, bsize) = (grads[2 * li].size(), grads[2 * li + 1].size());
-            let g = Tensor::cat(
-                &[
-                    grads[2 * li].reshape([o, -1]),
-                    grads[2 * li + 1].reshape([o, 1]),
-                ],
-                1,
-            );
+            let wsize = grads[2 * li].size();
+            let w = match l.conv {
+                Some(_) => grads[2 * li].reshape([o, -1]),
+                None => grads[2 * li].shallow_clone(),
+            };
+            let g = Tensor::cat(&[w, grads[2 * li + 1].unsqueeze(1)], 1);
             let v = s_inv.mm(&g).mm(a_inv);
-            q += f64::try_from((&v * &g).sum(Kind::Double))
-                .map_err(|e| HostError::InvalidSetting(e.to_string()))?;
+            parts.push((&v * &g).sum(Kind::Double));
             let fan = l.fan_in();
-            grads[2 * li] = v.narrow(1, 0, fan).reshape(wsize);
-            grads[2 * li + 1] = v.narrow(1, fan, 1).reshape(bsize);
+            grads[2 * li] = match l.conv {
+                Some(_) => v.narrow(1, 0, fan).reshape(wsize),
+                None => v.narrow(1, 0, fan),
+            };
+            grads[2 * li + 1] = v.select(1, fan);
         }
-        Ok(q)
+        if parts.is_empty() {
+            return Ok(0.0);
+        }
+        f64::try_from(Tensor::stack(&parts, 0).sum(Kind::Double))
+            .map_err(|e| HostError::InvalidSetting(e.to_string()))
     }
 }
 
@@ -217,9 +311,8 @@ fn not_ready(what: &str) -> HostError {
 
 /// `(F + shift·I)⁻¹` through a Cholesky factorisation.
 fn damped_inverse(f: &Tensor, shift: f32) -> Result<Tensor> {
-    let n = f.size()[0];
-    let eye = Tensor::eye(n, (f.kind(), f.device()));
-    let m = f + eye * shift as f64;
+    let m = f.copy();
+    let _ = m.diagonal(0, 0, 1).g_add_scalar_(shift as f64);
     let l = m
         .f_linalg_cholesky(false)
         .map_err(|_| HostError::Core(acktr_core::Error::UpdateNotPositiveDefinite))?;

@@ -58,23 +58,27 @@ fn check_close(what: &str, got: &[f32], want: &[f64]) {
     );
 }
 
-fn run(arch: Arch, obs: [usize; 3], k: usize, stride: usize) {
+fn run(arch: Arch, obs: [usize; 3], k: usize, stride: usize, batch: i64) {
     tch::manual_seed(3);
     let net = TorchNet::new(arch, &obs, HeadKind::Categorical, 4, Device::Cpu).unwrap();
     let x = Tensor::rand(
-        [3, obs[0] as i64, obs[1] as i64, obs[2] as i64],
+        [batch, obs[0] as i64, obs[1] as i64, obs[2] as i64],
         (Kind::Float, Device::Cpu),
     ) * 255.0;
     let fw = net.forward(&x);
     // Known per-sample output gradients for every layer.
     let g: Vec<Tensor> = fw.pre.iter().map(|p| p.randn_like()).collect();
-    let (a, s) = TorchKfac::batch_stats(&net, &fw, &g);
+    let mut kfac = TorchKfac::new(&net);
+    kfac.batch_stats(&net, &fw, &g);
 
     // First conv layer: Ā from explicit patches of the (scaled) input.
     let (want, d) = explicit_a(&fw.inputs[0], k, stride);
-    let got = vec(a[0].as_ref().expect("group 0"));
+    let got = vec(kfac.batch_a(0));
     assert_eq!(got.len(), d * d);
     check_close("conv Ā", &got, &want);
+    // The bias row (patch means, then exactly 1) on its own scale, far below the XᵀX block's.
+    check_close("conv Ā bias row", &got[(d - 1) * d..], &want[(d - 1) * d..]);
+    assert_eq!(got[d * d - 1], 1.0, "conv Ā corner");
 
     // Its S: Σ over positions of g gᵀ, mean over samples.
     let g0 = &g[0]; // [B, O, oh, ow]
@@ -98,7 +102,7 @@ fn run(arch: Arch, obs: [usize; 3], k: usize, stride: usize) {
         }
     }
     want_s.iter_mut().for_each(|v| *v /= b as f64);
-    check_close("conv S", &vec(&s[0]), &want_s);
+    check_close("conv S", &vec(kfac.batch_s(0)), &want_s);
 
     // The fully connected layer after the convs reads the flattened activations.
     let fc = net.trunks[0].end - 1;
@@ -118,16 +122,23 @@ fn run(arch: Arch, obs: [usize; 3], k: usize, stride: usize) {
             }
         }
     }
-    check_close("fc Ā", &vec(a[grp].as_ref().unwrap()), &want_fc);
+    check_close("fc Ā", &vec(kfac.batch_a(grp)), &want_fc);
 }
 
 #[test]
 fn minatar_conv_factors_match_explicit_patches() {
-    run(Arch::MinAtar, [4, 10, 10], 3, 1);
+    run(Arch::MinAtar, [4, 10, 10], 3, 1, 3);
+}
+
+/// 32 samples: the conv layer's 2,048 × 36 patch matrix is past the size where `Ā` is built
+/// block by block instead of from `[X | 1]`.
+#[test]
+fn large_patch_matrices_build_the_same_factor_by_blocks() {
+    run(Arch::MinAtar, [4, 10, 10], 3, 1, 32);
 }
 
 #[test]
 fn nature_conv_factors_match_explicit_patches_with_stride() {
     // Smallest input the Nature CNN accepts: 8×8/4 → 4×4/2 → 3×3/1 needs 36×36.
-    run(Arch::Nature, [4, 36, 36], 8, 4);
+    run(Arch::Nature, [4, 36, 36], 8, 4, 3);
 }

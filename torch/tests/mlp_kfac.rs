@@ -27,7 +27,8 @@ fn mlp_factors_match_explicit_sums() {
     let x = Tensor::randn([5, 3], (Kind::Float, Device::Cpu));
     let fw = net.forward(&x);
     let g: Vec<Tensor> = fw.pre.iter().map(|p| p.randn_like()).collect();
-    let (a, s) = TorchKfac::batch_stats(&net, &fw, &g);
+    let mut k = TorchKfac::new(&net);
+    k.batch_stats(&net, &fw, &g);
     let xv = vec(&fw.inputs[0]);
     let mut want = [[0.0f64; 4]; 4];
     for row in xv.chunks(3) {
@@ -38,7 +39,7 @@ fn mlp_factors_match_explicit_sums() {
             }
         }
     }
-    let got = vec(a[0].as_ref().expect("group 0"));
+    let got = vec(k.batch_a(0));
     for (k, w) in want.as_flattened().iter().enumerate() {
         assert!(
             (got[k] as f64 - w).abs() < 1e-5,
@@ -47,7 +48,7 @@ fn mlp_factors_match_explicit_sums() {
         );
     }
     let gv = vec(&g[0]);
-    let got = vec(&s[0]);
+    let got = vec(k.batch_s(0));
     for r in 0..8 {
         for q in 0..8 {
             let w: f64 = (0..5)
@@ -75,9 +76,9 @@ fn finiteness_check_catches_nan_and_inf() {
             if let (Some(v), false) = (bad, in_input) {
                 let _ = g[1].get(0).get(3).fill_(v);
             }
-            let (a, s) = TorchKfac::batch_stats(&net, &fw, &g);
             let mut k = TorchKfac::new(&net);
-            k.accumulate(a, s, 0.5);
+            k.batch_stats(&net, &fw, &g);
+            k.accumulate(0.5);
             assert_eq!(k.is_finite(), bad.is_none(), "{bad:?} in input: {in_input}");
         }
     }
