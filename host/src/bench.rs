@@ -20,10 +20,11 @@ pub struct BenchArgs {
     /// breakdown tables take the median of this many isolated updates.
     #[arg(long, default_value_t = 40)]
     pub updates: usize,
-    /// Updates of the Nature CNN (each is large on a CPU).
+    /// Isolated updates of the Nature CNN per breakdown row (each is large on a CPU; the
+    /// Nature CNN's whole-loop table always runs 10 iterations per algorithm).
     #[arg(long, default_value_t = 5)]
     pub conv_updates: usize,
-    /// Skip the Nature CNN table.
+    /// Skip the Nature CNN tables.
     #[arg(long)]
     pub no_conv: bool,
     /// Also time this many whole `acktr train --env Pendulum-v1` processes (the preset,
@@ -462,6 +463,8 @@ pub fn bench(args: &BenchArgs) -> Result<String> {
         (Algo::Acktr, 1),
         (Algo::Acktr, 4),
         (Algo::Acktr, 8),
+        // The CartPole preset's stride.
+        (Algo::Acktr, 32),
         (Algo::A2c, 1),
     ];
     for &backend in backends {

@@ -6,7 +6,7 @@
 use acktr_core::env::Pcg64;
 use acktr_core::{
     log_softmax, standard_normal, uniform01, Activation, ActorCritic, Config, Ending, Forward,
-    HeadKind, Learner, Rollout, Step,
+    HeadKind, Learner, Optimizer, Rollout, Step,
 };
 use acktr_torch::learner::{Batch, FisherNoise, TorchLearner};
 use acktr_torch::net::{Arch, TorchNet};
@@ -72,16 +72,21 @@ fn run<const T: usize>(head: HeadKind, seed: u64, stat_stride: u32) {
 }
 
 fn run_with<const T: usize>(head: HeadKind, seed: u64, stat_stride: u32, activation: Activation) {
-    tch::manual_seed(0);
-    let mut rng = Pcg64::from_seed(seed);
-    let mut core_net = ActorCritic::<OBS, H, P, T>::new(activation, head, &mut rng);
-    core_net.log_std = [0.1, -0.2, 0.3];
     let cfg = Config {
         cold_iters: 2,
         inverse_every: 2,
         stat_stride,
         ..Config::default()
     };
+    run_cfg::<T>(head, seed, activation, cfg);
+}
+
+fn run_cfg<const T: usize>(head: HeadKind, seed: u64, activation: Activation, cfg: Config) {
+    tch::manual_seed(0);
+    let mut rng = Pcg64::from_seed(seed);
+    let mut core_net = ActorCritic::<OBS, H, P, T>::new(activation, head, &mut rng);
+    core_net.log_std = [0.1, -0.2, 0.3];
+    let natural = matches!(cfg.optimizer, Optimizer::Acktr);
     let arch = Arch::Mlp {
         hidden: vec![H, H],
         separate: T == 2,
@@ -123,7 +128,7 @@ fn run_with<const T: usize>(head: HeadKind, seed: u64, stat_stride: u32, activat
             for (i, s) in r.samples().enumerate() {
                 // Only every `stat_stride`-th sample has Fisher draws; the host's other rows
                 // are never read, so they get placeholders.
-                if i % stat_stride as usize != 0 {
+                if i % cfg.stat_stride as usize != 0 {
                     match head {
                         HeadKind::Categorical => f_act.push(0),
                         HeadKind::Gaussian => f_eps.extend([0.0; P]),
@@ -179,40 +184,45 @@ fn run_with<const T: usize>(head: HeadKind, seed: u64, stat_stride: u32, activat
                 },
             )
             .unwrap();
-        let tag = format!("{head:?} T={T} stride {stat_stride} update {update}");
+        let tag = format!(
+            "{head:?} T={T} {:?} stride {} update {update}",
+            cfg.optimizer, cfg.stat_stride
+        );
 
         // Factor by factor.
-        let curv = core.curvature();
-        let host_a = |g: usize| flat(host.kfac.a(g).unwrap());
-        let host_s = |l: usize| flat(host.kfac.s(l).unwrap());
-        close(&format!("{tag}: A obs"), &dense_a(curv.a_obs()), &host_a(0));
-        let (mut g, mut l) = (1, 0);
-        for t in 0..T {
-            close(
-                &format!("{tag}: S trunk {t} layer 1"),
-                &dense_s(curv.s_hidden(t, 0).unwrap()),
-                &host_s(l),
-            );
-            close(
-                &format!("{tag}: A trunk {t} h1"),
-                &dense_a(curv.a_h1(t).unwrap()),
-                &host_a(g),
-            );
-            close(
-                &format!("{tag}: S trunk {t} layer 2"),
-                &dense_s(curv.s_hidden(t, 1).unwrap()),
-                &host_s(l + 1),
-            );
-            close(
-                &format!("{tag}: A trunk {t} h2"),
-                &dense_a(curv.a_h2(t).unwrap()),
-                &host_a(g + 1),
-            );
-            g += 2;
-            l += 2;
+        if natural {
+            let curv = core.curvature();
+            let host_a = |g: usize| flat(host.kfac.a(g).unwrap());
+            let host_s = |l: usize| flat(host.kfac.s(l).unwrap());
+            close(&format!("{tag}: A obs"), &dense_a(curv.a_obs()), &host_a(0));
+            let (mut g, mut l) = (1, 0);
+            for t in 0..T {
+                close(
+                    &format!("{tag}: S trunk {t} layer 1"),
+                    &dense_s(curv.s_hidden(t, 0).unwrap()),
+                    &host_s(l),
+                );
+                close(
+                    &format!("{tag}: A trunk {t} h1"),
+                    &dense_a(curv.a_h1(t).unwrap()),
+                    &host_a(g),
+                );
+                close(
+                    &format!("{tag}: S trunk {t} layer 2"),
+                    &dense_s(curv.s_hidden(t, 1).unwrap()),
+                    &host_s(l + 1),
+                );
+                close(
+                    &format!("{tag}: A trunk {t} h2"),
+                    &dense_a(curv.a_h2(t).unwrap()),
+                    &host_a(g + 1),
+                );
+                g += 2;
+                l += 2;
+            }
+            close(&format!("{tag}: S pi"), &dense_s(curv.s_pi()), &host_s(l));
+            close(&format!("{tag}: S v"), &dense_s(curv.s_v()), &host_s(l + 1));
         }
-        close(&format!("{tag}: S pi"), &dense_s(curv.s_pi()), &host_s(l));
-        close(&format!("{tag}: S v"), &dense_s(curv.s_v()), &host_s(l + 1));
 
         // Step by step: the step's statistics and the new weights.
         assert_eq!(cs.natural, hs.natural, "{tag}");
@@ -275,4 +285,15 @@ fn strided_statistics_agree() {
 fn relu_updates_agree() {
     run_with::<2>(HeadKind::Gaussian, 7, 4, Activation::Relu);
     run_with::<1>(HeadKind::Categorical, 8, 1, Activation::Relu);
+}
+
+/// A2C's step (RMSprop on the clipped gradient), both heads: the same weights step by step.
+#[test]
+fn rmsprop_updates_agree() {
+    let cfg = Config {
+        max_grad_norm: 0.5,
+        ..Config::a2c()
+    };
+    run_cfg::<1>(HeadKind::Categorical, 9, Activation::Tanh, cfg);
+    run_cfg::<2>(HeadKind::Gaussian, 10, Activation::Tanh, cfg);
 }

@@ -65,7 +65,7 @@ impl Agent for TorchAgent {
                     let idx = if deterministic {
                         fw.z.argmax(-1, true)
                     } else {
-                        fw.z.softmax(-1, Kind::Float).multinomial(1, true)
+                        crate::learner::sample_categorical(&fw.z.softmax(-1, Kind::Float))
                     };
                     Tensor::zeros_like(&fw.z).scatter_value(1, &idx, 1.0)
                 }

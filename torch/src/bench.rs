@@ -14,7 +14,7 @@ use crate::net::Arch;
 
 /// The `stat_stride`s whose ACKTR updates the libtorch tables time (factor statistics from
 /// every `s`-th sample; A2C has none).
-const STRIDES: [u32; 3] = [1, 4, 8];
+const STRIDES: [u32; 4] = [1, 4, 8, 32];
 
 /// `acktr bench`'s libtorch tables: where an ACKTR update's time goes, MLP and Nature CNN.
 pub fn tch_tables(args: &BenchArgs) -> Result<String> {
@@ -38,6 +38,7 @@ pub fn tch_tables(args: &BenchArgs) -> Result<String> {
     out += &format!("\n## Where an ACKTR update's time goes (tch, {device:?}; medians, ms)\n\n");
     out += "| network, batch | forward + loss | Fisher backward + factor statistics | loss backward | inverse (amortised: every 10th) | precondition | step | A2C update |\n|---|---|---|---|---|---|---|---|\n";
 
+    let mut conv_loops = Vec::new();
     // MLP on CartPole-like data.
     let cases: Vec<(&str, Arch, Vec<usize>, usize, usize)> = vec![
         (
@@ -64,7 +65,7 @@ pub fn tch_tables(args: &BenchArgs) -> Result<String> {
             continue;
         }
         let batch = if matches!(arch, Arch::Nature) {
-            32 * 20
+            LOOP_ENVS * LOOP_STEPS
         } else {
             16 * 20
         };
@@ -146,6 +147,85 @@ pub fn tch_tables(args: &BenchArgs) -> Result<String> {
             let acktr_total = b[0] + b[1] + b[2] + inv_full / 10.0 + b[4] + b[5];
             out += &format!("| ↳ ACKTR total (amortised) / A2C | {acktr_total:.2} ms / {a2c_ms:.2} ms = **{:.2}×** | | | | | | |\n", acktr_total / a2c_ms);
         }
+        if matches!(arch, Arch::Nature) {
+            conv_loops.push(whole_loop(&r, &arch, &shape, actions, device)?);
+        }
+    }
+    for (rows, ratio) in conv_loops {
+        out += &format!(
+            "\n## Nature CNN, whole loop (tch, {device:?}): {LOOP_ENVS} envs × {LOOP_STEPS} steps of random 84×84×4 observations, \
+             then the update; the environment costs nothing here\n\n\
+             | algo | env-steps/s (whole loop, {LOOP_ITERS} iterations each, alternating) | iteration (mean, ms) |\n|---|---|---|\n{rows}\
+             | ACKTR/A2C throughput | **{ratio:.2}** | |\n"
+        );
     }
     Ok(out)
+}
+
+/// Environments and steps of a whole-loop iteration (the Nature CNN table's batch).
+const LOOP_ENVS: usize = 32;
+const LOOP_STEPS: usize = 20;
+/// Iterations per algorithm: ten, so that ACKTR's inverse (every 10th update) is amortised
+/// exactly.
+const LOOP_ITERS: usize = 10;
+
+/// The Nature CNN's whole loop: `LOOP_STEPS` sampled forward passes of `LOOP_ENVS` observations
+/// (the rollout's network work) and one update, A2C and ACKTR (`stat_stride 8`, the conv
+/// presets' setting) taking turns iteration by iteration. Returns the table rows and the
+/// ACKTR/A2C throughput ratio (total env steps over total time).
+fn whole_loop(
+    r: &HostRollout,
+    arch: &Arch,
+    shape: &[usize],
+    actions: usize,
+    device: tch::Device,
+) -> Result<(String, f64)> {
+    let mk = |config: Config| {
+        TorchAgent::new(
+            config,
+            arch.clone(),
+            shape,
+            HeadKind::Categorical,
+            actions,
+            device,
+            0,
+        )
+    };
+    let mut agents = [
+        ("A2C", mk(bench_config(Algo::A2c))?),
+        (
+            "ACKTR, stat_stride 8",
+            mk(Config {
+                stat_stride: 8,
+                ..bench_config(Algo::Acktr)
+            })?,
+        ),
+    ];
+    let obs_len: usize = shape.iter().product();
+    let mut total = [Duration::ZERO; 2];
+    for (_, a) in agents.iter_mut() {
+        a.update(r)?; // first update: allocation and, for ACKTR, the first inverse
+    }
+    for _ in 0..LOOP_ITERS {
+        for (k, (_, a)) in agents.iter_mut().enumerate() {
+            let t = Instant::now();
+            for step in 0..LOOP_STEPS {
+                let at = step * LOOP_ENVS * obs_len;
+                a.act(&r.obs[at..at + LOOP_ENVS * obs_len], LOOP_ENVS, false)?;
+            }
+            a.update(r)?;
+            total[k] += t.elapsed();
+        }
+    }
+    let steps = (LOOP_ITERS * LOOP_ENVS * LOOP_STEPS) as f64;
+    let sps: Vec<f64> = total.iter().map(|t| steps / t.as_secs_f64()).collect();
+    let mut rows = String::new();
+    for (k, (name, _)) in agents.iter().enumerate() {
+        rows += &format!(
+            "| {name} | {:.0} | {:.0} |\n",
+            sps[k],
+            ms(total[k]) / LOOP_ITERS as f64
+        );
+    }
+    Ok((rows, sps[1] / sps[0]))
 }

@@ -275,7 +275,7 @@ impl TorchKfac {
     /// Natural gradient of every layer in place (`grads` holds `W`, `b` per layer, in layer
     /// order, then the log-std); returns `Σ v·g` over the layers.
     pub fn precondition(&self, net: &TorchNet, grads: &mut [Tensor]) -> Result<f64> {
-        let mut parts = Vec::with_capacity(net.layers.len());
+        let (mut gs, mut vs) = (Vec::new(), Vec::new());
         for (li, l) in net.layers.iter().enumerate() {
             let a_inv = self.a_inv[l.group]
                 .as_ref()
@@ -289,19 +289,21 @@ impl TorchKfac {
             };
             let g = Tensor::cat(&[w, grads[2 * li + 1].unsqueeze(1)], 1);
             let v = s_inv.mm(&g).mm(a_inv);
-            parts.push((&v * &g).sum(Kind::Double));
             let fan = l.fan_in();
             grads[2 * li] = match l.conv {
                 Some(_) => v.narrow(1, 0, fan).reshape(wsize),
                 None => v.narrow(1, 0, fan),
             };
             grads[2 * li + 1] = v.select(1, fan);
+            gs.push(g.view([-1]));
+            vs.push(v.view([-1]));
         }
-        if parts.is_empty() {
+        if gs.is_empty() {
             return Ok(0.0);
         }
-        f64::try_from(Tensor::stack(&parts, 0).sum(Kind::Double))
-            .map_err(|e| HostError::InvalidSetting(e.to_string()))
+        // Σ over layers of vec(V)·vec(G): one dot of the concatenations.
+        let q = Tensor::cat(&vs, 0).dot(&Tensor::cat(&gs, 0));
+        f64::try_from(q).map_err(|e| HostError::InvalidSetting(e.to_string()))
     }
 }
 

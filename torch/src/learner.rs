@@ -162,8 +162,8 @@ fn mlp_fisher(
         .map(|t| t.ok_or_else(|| HostError::InvalidSetting("MLP layer outside the trunks".into())))
         .collect::<Result<Vec<_>>>()?;
     let sub = Forward {
+        v: z.shallow_clone(), // not read by the statistics
         z,
-        v: rows(&fw.v),
         inputs,
         pre: Vec::new(),
     };
@@ -174,7 +174,7 @@ fn mlp_fisher(
 /// CDF: the number of the first `K − 1` cumulative probabilities below `u ~ U[0, 1)` (always a
 /// valid index, whatever the rounding of the last sum; a third of `multinomial`'s cost at this
 /// size, where each libtorch call's overhead is the cost).
-fn sample_categorical(p: &Tensor) -> Tensor {
+pub(crate) fn sample_categorical(p: &Tensor) -> Tensor {
     let (n, k) = (p.size()[0], p.size()[1]);
     let u = Tensor::rand([n, 1], (Kind::Float, p.device()));
     p.cumsum(1, Kind::Float)
@@ -448,9 +448,11 @@ impl TorchLearner {
                 let mut p = p.shallow_clone();
                 match cfg.optimizer {
                     Optimizer::RmsProp { alpha, eps } => {
-                        *u = &*u * alpha as f64 + d.square() * (1.0 - alpha as f64);
-                        let step = d / (u.sqrt() + eps as f64) * eta;
-                        let _ = p.g_sub_(&step);
+                        // u ← α u + (1 − α) d², θ ← θ − η d / (√u + ε), in place.
+                        let _ = u.lerp_(&d.square(), 1.0 - alpha as f64);
+                        let mut den = u.sqrt();
+                        let _ = den.g_add_scalar_(eps as f64);
+                        let _ = p.addcdiv_(&(d * -eta), &den);
                     }
                     Optimizer::Acktr | Optimizer::Sgd => {
                         // u ← m u + (1 − m) η d, in place.
