@@ -116,7 +116,8 @@ impl TorchKfac {
     /// large as the patch matrix.
     pub fn batch_stats(&mut self, net: &TorchNet, fw: &Forward, g: &[Tensor]) {
         let inputs = &fw.inputs;
-        // (view, divisor): the MLP's factors all divide by the batch size, one call for all.
+        // Each factor's divisor: an MLP's all equal the batch size (one `div_` for all), a conv
+        // layer's `Ā` divides by samples × positions.
         let mut divisors: Vec<f64> = vec![0.0; self.dims.len()];
         let mut ones: Option<Tensor> = None;
         let mut done = vec![false; self.groups];
