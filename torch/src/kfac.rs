@@ -15,7 +15,7 @@
 use acktr_host::error::{HostError, Result};
 use tch::{Kind, Tensor};
 
-use crate::net::{Forward, TorchNet};
+use crate::net::TorchNet;
 
 /// Factors and inverses of every layer of a [`TorchNet`].
 ///
@@ -106,26 +106,23 @@ impl TorchKfac {
         self.s_inv.iter().all(|s| s.is_some())
     }
 
-    /// The batch statistics `E[ā āᵀ]` of each group and `S` of each layer from a forward pass
-    /// and the per-sample Fisher gradients `g` of every layer's pre-activation (with a
-    /// `stat_stride`, the learner passes the strided samples' forward pass), into the batch
-    /// buffer ([`Self::batch_a`], [`Self::batch_s`]).
+    /// The batch statistics `E[ā āᵀ]` of each group and `S` of each layer from each group's
+    /// input (a forward pass's [`crate::net::Forward::inputs`]) and the per-sample Fisher gradients `g` of
+    /// every layer's pre-activation (with a `stat_stride`, the learner passes the strided
+    /// samples' inputs), into the batch buffer ([`Self::batch_a`], [`Self::batch_s`]).
     ///
     /// `Ā` is built as `[[XᵀX, Σx], [Σxᵀ, n]] / n`: small inputs append the bias column and take
     /// one product, large ones (conv patches) fill the blocks, without a copy of `[X | 1]` as
     /// large as the patch matrix.
-    pub fn batch_stats(&mut self, net: &TorchNet, fw: &Forward, g: &[Tensor]) {
-        let inputs = &fw.inputs;
-        // Each factor's divisor: an MLP's all equal the batch size (one `div_` for all), a conv
-        // layer's `Ā` divides by samples × positions.
+    pub fn batch_stats(&mut self, net: &TorchNet, inputs: &[Tensor], g: &[Tensor]) {
+        // Each factor's divisor (0 until built): an MLP's all equal the batch size (one `div_`
+        // for all), a conv layer's `Ā` divides by samples × positions.
         let mut divisors: Vec<f64> = vec![0.0; self.dims.len()];
         let mut ones: Option<Tensor> = None;
-        let mut done = vec![false; self.groups];
         for (li, l) in net.layers.iter().enumerate() {
             let input = &inputs[l.group];
             let bsz = input.size()[0];
-            if !done[l.group] {
-                done[l.group] = true;
+            if divisors[l.group] == 0.0 {
                 let rows = match l.conv {
                     Some(c) => input
                         .im2col(

@@ -80,15 +80,14 @@ pub struct TorchLearner {
 /// of its own), then: `g_z = ∂(−log π(ã))/∂z` (`softmax(z) − onehot(ã)`, or `−ε/σ` for a
 /// Gaussian with `ã = μ + σε`), `g_v = −c_f ε_v`, and down each trunk
 /// `g_l = f'(h_l) ⊙ (g_{l+1} W_{l+1})` with `f'` from the layer's output (`1 − h²`, `h > 0`).
-/// Returns the rows' forward (their layer inputs) and `g` per layer, as
-/// [`TorchKfac::batch_stats`] takes them. The same numbers as the autograd pass up to rounding
+/// Returns the rows' layer inputs and `g` per layer, as [`TorchKfac::batch_stats`] takes them. The same numbers as the autograd pass up to rounding
 /// (the cross-crate test holds both backends to the core).
 fn mlp_fisher(
     net: &TorchNet,
     fw: &Forward,
     noise: &FisherNoise<'_>,
     cfg: &Config,
-) -> Result<(Forward, Vec<Tensor>)> {
+) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
     let device = fw.z.device();
     let b = fw.z.size()[0];
     let stride = i64::from(cfg.stat_stride);
@@ -161,13 +160,7 @@ fn mlp_fisher(
         .into_iter()
         .map(|t| t.ok_or_else(|| HostError::InvalidSetting("MLP layer outside the trunks".into())))
         .collect::<Result<Vec<_>>>()?;
-    let sub = Forward {
-        v: z.shallow_clone(), // not read by the statistics
-        z,
-        inputs,
-        pre: Vec::new(),
-    };
-    Ok((sub, g))
+    Ok((inputs, g))
 }
 
 /// One draw from each row of the probabilities `p` (`[n, K]`), as `[n, 1]` indices, by inverse
@@ -272,8 +265,8 @@ impl TorchLearner {
         // Sampled Fisher → per-sample pre-activation gradients → factor statistics.
         let params = net.params();
         let have_batch = if natural && net.is_mlp() {
-            let (sub, g) = tch::no_grad(|| mlp_fisher(net, &fw, &noise, &cfg))?;
-            self.kfac.batch_stats(net, &sub, &g);
+            let (inputs, g) = tch::no_grad(|| mlp_fisher(net, &fw, &noise, &cfg))?;
+            self.kfac.batch_stats(net, &inputs, &g);
             true
         } else if natural {
             // With a stride only every `stat_stride`-th sample feeds the factors, as in the
@@ -364,7 +357,7 @@ impl TorchLearner {
             let fisher = fisher_pg + fisher_v;
             let pre: Vec<&Tensor> = fw.pre.iter().collect();
             let g = Tensor::run_backward(&[&fisher], &pre, true, false);
-            self.kfac.batch_stats(net, fw, &g);
+            self.kfac.batch_stats(net, &fw.inputs, &g);
             true
         } else {
             false

@@ -69,7 +69,7 @@ fn run(arch: Arch, obs: [usize; 3], k: usize, stride: usize, batch: i64) {
     // Known per-sample output gradients for every layer.
     let g: Vec<Tensor> = fw.pre.iter().map(|p| p.randn_like()).collect();
     let mut kfac = TorchKfac::new(&net);
-    kfac.batch_stats(&net, &fw, &g);
+    kfac.batch_stats(&net, &fw.inputs, &g);
 
     // First conv layer: Ā from explicit patches of the (scaled) input.
     let (want, d) = explicit_a(&fw.inputs[0], k, stride);

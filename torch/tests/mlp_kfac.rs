@@ -28,7 +28,7 @@ fn mlp_factors_match_explicit_sums() {
     let fw = net.forward(&x);
     let g: Vec<Tensor> = fw.pre.iter().map(|p| p.randn_like()).collect();
     let mut k = TorchKfac::new(&net);
-    k.batch_stats(&net, &fw, &g);
+    k.batch_stats(&net, &fw.inputs, &g);
     let xv = vec(&fw.inputs[0]);
     let mut want = [[0.0f64; 4]; 4];
     for row in xv.chunks(3) {
@@ -77,7 +77,7 @@ fn finiteness_check_catches_nan_and_inf() {
                 let _ = g[1].get(0).get(3).fill_(v);
             }
             let mut k = TorchKfac::new(&net);
-            k.batch_stats(&net, &fw, &g);
+            k.batch_stats(&net, &fw.inputs, &g);
             k.accumulate(0.5);
             assert_eq!(k.is_finite(), bad.is_none(), "{bad:?} in input: {in_input}");
         }
