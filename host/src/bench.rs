@@ -459,18 +459,28 @@ pub fn bench(args: &BenchArgs) -> Result<String> {
     } else {
         &["native"]
     };
+    // (algorithm, stat_stride, K-FAC on its own thread): the thread rows are tch's (the core
+    // is single-threaded) and need a second core.
+    let two_cores = std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
     let configs = [
-        (Algo::Acktr, 1),
-        (Algo::Acktr, 4),
-        (Algo::Acktr, 8),
+        (Algo::Acktr, 1, false),
+        (Algo::Acktr, 4, false),
+        (Algo::Acktr, 8, false),
         // The CartPole preset's stride.
-        (Algo::Acktr, 32),
-        (Algo::A2c, 1),
+        (Algo::Acktr, 32, false),
+        (Algo::Acktr, 8, true),
+        (Algo::Acktr, 32, true),
+        (Algo::A2c, 1, false),
     ];
     for &backend in backends {
+        let configs: Vec<_> = configs
+            .iter()
+            .copied()
+            .filter(|&(_, _, thread)| !thread || (backend == "tch" && two_cores))
+            .collect();
         let mut loops = configs
             .iter()
-            .map(|&(algo, stride)| Loop::new(make(backend, algo, stride)?))
+            .map(|&(algo, stride, thread)| Loop::new(make(backend, algo, stride, thread)?))
             .collect::<Result<Vec<_>>>()?;
         // sps[k][round]; the A2C loop (last) runs in every round beside the others.
         let mut sps = vec![Vec::with_capacity(LOOP_ROUNDS); loops.len()];
@@ -484,9 +494,13 @@ pub fn bench(args: &BenchArgs) -> Result<String> {
             updates.push(l.update_time(args.updates)?);
         }
         let a2c = configs.len() - 1;
-        for (k, &(algo, stride)) in configs.iter().enumerate() {
+        for (k, &(algo, stride, thread)) in configs.iter().enumerate() {
             let name = match algo {
-                Algo::Acktr => format!("{}, stat_stride {stride}", algo.label()),
+                Algo::Acktr => format!(
+                    "{}, stat_stride {stride}{}",
+                    algo.label(),
+                    if thread { ", K-FAC thread" } else { "" }
+                ),
                 Algo::A2c => algo.label().into(),
             };
             out += &format!(
@@ -501,6 +515,7 @@ pub fn bench(args: &BenchArgs) -> Result<String> {
             ratios.push((
                 backend,
                 stride,
+                thread,
                 median_f64(&paired),
                 lo(&paired),
                 hi(&paired),
@@ -509,10 +524,12 @@ pub fn bench(args: &BenchArgs) -> Result<String> {
         }
     }
     out += &format!(
-        "\n| backend | stat_stride | ACKTR/A2C throughput (median of {LOOP_ROUNDS} interleaved rounds) | min | max | ACKTR/A2C update time |\n|---|---|---|---|---|---|\n"
+        "\n| backend | stat_stride | K-FAC thread | ACKTR/A2C throughput (median of {LOOP_ROUNDS} interleaved rounds) | min | max | ACKTR/A2C update time |\n|---|---|---|---|---|---|---|\n"
     );
-    for (b, stride, t, t_lo, t_hi, u) in ratios {
-        out += &format!("| {b} | {stride} | {t:.2} | {t_lo:.2} | {t_hi:.2} | {u:.2} |\n");
+    for (b, stride, thread, t, t_lo, t_hi, u) in ratios {
+        let thread = if thread { "yes" } else { "no" };
+        out +=
+            &format!("| {b} | {stride} | {thread} | {t:.2} | {t_lo:.2} | {t_hi:.2} | {u:.2} |\n");
     }
     if args.pendulum_runs > 0 {
         out += &pendulum_table(args)?;
@@ -526,9 +543,14 @@ pub fn bench(args: &BenchArgs) -> Result<String> {
     Ok(out)
 }
 
-fn make(backend: &str, algo: Algo, stat_stride: u32) -> Result<Box<dyn Agent>> {
+fn make(backend: &str, algo: Algo, stat_stride: u32, kfac_thread: bool) -> Result<Box<dyn Agent>> {
     let targs = TrainArgs::parse_for_bench(algo, backend);
     let mut s = targs.resolve()?;
+    s.kfac_thread = if kfac_thread {
+        crate::settings::KfacThreadArg::On
+    } else {
+        crate::settings::KfacThreadArg::Off
+    };
     s.config = Config {
         stat_stride,
         ..bench_config(algo)

@@ -59,6 +59,17 @@ pub enum DeviceArg {
     Cuda,
 }
 
+/// Where the tch backend runs K-FAC's curvature work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+pub enum KfacThreadArg {
+    /// On a thread of its own when a core is left beside libtorch's intra-op threads.
+    Auto,
+    /// On a thread of its own, overlapped with the loss backward.
+    On,
+    /// In sequence on the training thread.
+    Off,
+}
+
 /// Network family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 pub enum ArchArg {
@@ -117,6 +128,11 @@ pub struct TrainArgs {
     /// Device for the tch backend.
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
+    /// tch backend, ACKTR: run the Fisher pass, factor statistics and inverses on a second
+    /// thread while the loss gradient is backpropagated (the same numbers as in sequence).
+    #[arg(long, value_enum, default_value_t = KfacThreadArg::Auto)]
+    #[serde(default = "default_kfac_thread")]
+    pub kfac_thread: KfacThreadArg,
     /// Run folder (default: runs/<env>-<algo>-s<seed>).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -235,6 +251,10 @@ pub struct Settings {
     pub backend: Backend,
     /// Device actually used (tch), "cpu" for native.
     pub device: String,
+    /// K-FAC's work on a thread of its own: as asked, then set by the backend to what it did
+    /// (`On`/`Off`; only tch ACKTR has one).
+    #[serde(default = "default_kfac_thread")]
+    pub kfac_thread: KfacThreadArg,
     /// Parallel environments.
     pub num_envs: usize,
     /// Steps per environment per update.
@@ -283,6 +303,10 @@ pub struct Settings {
 
 fn default_train_mean_window() -> usize {
     20
+}
+
+fn default_kfac_thread() -> KfacThreadArg {
+    KfacThreadArg::Auto
 }
 
 impl ActivationArg {
@@ -465,6 +489,7 @@ impl TrainArgs {
             algo: self.algo,
             backend: self.backend,
             device: "cpu".into(),
+            kfac_thread: self.kfac_thread,
             num_envs: self.num_envs.unwrap_or(p.num_envs),
             num_steps: self.num_steps.unwrap_or(p.num_steps),
             total_steps: self.total_steps.unwrap_or(p.total_steps),

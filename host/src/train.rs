@@ -122,6 +122,7 @@ pub fn make_agent(s: &mut Settings, env: &dyn VecEnv, device: DeviceArg) -> Resu
             Some(a) => {
                 s.backend = Backend::Native;
                 s.device = "cpu".into();
+                s.kfac_thread = crate::settings::KfacThreadArg::Off;
                 return Ok(a);
             }
             None if s.backend == Backend::Native => {
@@ -355,12 +356,17 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
     });
     if !args.quiet {
         eprintln!(
-            "acktr: {} {:?} on {} (backend {:?}, {}), {} envs × {} steps, {} env steps → {}",
+            "acktr: {} {:?} on {} (backend {:?}, {}{}), {} envs × {} steps, {} env steps → {}",
             if resumed { "resuming" } else { "training" },
             settings.algo,
             settings.env,
             settings.backend,
             settings.device,
+            if settings.kfac_thread == crate::settings::KfacThreadArg::On {
+                ", K-FAC thread"
+            } else {
+                ""
+            },
             settings.num_envs,
             settings.num_steps,
             settings.total_steps,

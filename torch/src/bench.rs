@@ -147,19 +147,47 @@ pub fn tch_tables(args: &BenchArgs) -> Result<String> {
             let acktr_total = b[0] + b[1] + b[2] + inv_full / 10.0 + b[4] + b[5];
             out += &format!("| ↳ ACKTR total (amortised) / A2C | {acktr_total:.2} ms / {a2c_ms:.2} ms = **{:.2}×** | | | | | | |\n", acktr_total / a2c_ms);
         }
+        if two_cores() {
+            // The same update with K-FAC's work on its own thread (wall time, median).
+            let mut acktr = TorchAgent::new(
+                Config {
+                    stat_stride: 8,
+                    ..bench_config(Algo::Acktr)
+                },
+                arch.clone(),
+                &shape,
+                HeadKind::Categorical,
+                actions,
+                device,
+                0,
+            )?;
+            acktr.learner.set_worker(true)?;
+            acktr.update(&r)?;
+            let mut times = Vec::new();
+            for _ in 0..reps.max(10) {
+                let t = Instant::now();
+                acktr.update(&r)?;
+                times.push(t.elapsed());
+            }
+            let t = ms(median(times));
+            out += &format!("| ↳ stat_stride 8 with the K-FAC thread (Fisher pass, statistics and inverses beside the loss backward), update wall time / A2C | {t:.2} ms / {a2c_ms:.2} ms = **{:.2}×** | | | | | | |\n", t / a2c_ms);
+        }
         if matches!(arch, Arch::Nature) {
             conv_loops.push(whole_loop(&r, &arch, &shape, actions, device)?);
         }
     }
-    for (rows, ratio) in conv_loops {
+    for rows in conv_loops {
         out += &format!(
             "\n## Nature CNN, whole loop (tch, {device:?}): {LOOP_ENVS} envs × {LOOP_STEPS} steps of random 84×84×4 observations, \
              then the update; the environment costs nothing here\n\n\
-             | algo | env-steps/s (whole loop, {LOOP_ITERS} iterations each, alternating) | iteration (mean, ms) |\n|---|---|---|\n{rows}\
-             | ACKTR/A2C throughput | **{ratio:.2}** | |\n"
+             | algo | env-steps/s (whole loop, {LOOP_ITERS} iterations each, alternating) | iteration (mean, ms) |\n|---|---|---|\n{rows}"
         );
     }
     Ok(out)
+}
+
+fn two_cores() -> bool {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2
 }
 
 /// Environments and steps of a whole-loop iteration (the Nature CNN table's batch).
@@ -171,15 +199,16 @@ const LOOP_ITERS: usize = 10;
 
 /// The Nature CNN's whole loop: `LOOP_STEPS` sampled forward passes of `LOOP_ENVS` observations
 /// (the rollout's network work) and one update, A2C and ACKTR (`stat_stride 8`, the conv
-/// presets' setting) taking turns iteration by iteration. Returns the table rows and the
-/// ACKTR/A2C throughput ratio (total env steps over total time).
+/// presets' setting; with a second core also with K-FAC's work on its own thread) taking turns
+/// iteration by iteration. Returns the table rows, with each ACKTR's throughput (total env
+/// steps over total time) over A2C's.
 fn whole_loop(
     r: &HostRollout,
     arch: &Arch,
     shape: &[usize],
     actions: usize,
     device: tch::Device,
-) -> Result<(String, f64)> {
+) -> Result<String> {
     let mk = |config: Config| {
         TorchAgent::new(
             config,
@@ -191,18 +220,21 @@ fn whole_loop(
             0,
         )
     };
-    let mut agents = [
+    let acktr8 = Config {
+        stat_stride: 8,
+        ..bench_config(Algo::Acktr)
+    };
+    let mut agents = vec![
         ("A2C", mk(bench_config(Algo::A2c))?),
-        (
-            "ACKTR, stat_stride 8",
-            mk(Config {
-                stat_stride: 8,
-                ..bench_config(Algo::Acktr)
-            })?,
-        ),
+        ("ACKTR, stat_stride 8", mk(acktr8)?),
     ];
+    if two_cores() {
+        let mut a = mk(acktr8)?;
+        a.learner.set_worker(true)?;
+        agents.push(("ACKTR, stat_stride 8, K-FAC thread", a));
+    }
     let obs_len: usize = shape.iter().product();
-    let mut total = [Duration::ZERO; 2];
+    let mut total = vec![Duration::ZERO; agents.len()];
     for (_, a) in agents.iter_mut() {
         a.update(r)?; // first update: allocation and, for ACKTR, the first inverse
     }
@@ -227,5 +259,11 @@ fn whole_loop(
             ms(total[k]) / LOOP_ITERS as f64
         );
     }
-    Ok((rows, sps[1] / sps[0]))
+    for (k, (name, _)) in agents.iter().enumerate().skip(1) {
+        rows += &format!(
+            "| {name} / A2C throughput | **{:.2}** | |\n",
+            sps[k] / sps[0]
+        );
+    }
+    Ok(rows)
 }

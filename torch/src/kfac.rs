@@ -81,6 +81,23 @@ impl TorchKfac {
         }
     }
 
+    /// A stand-in without factors (no allocation), for while the statistics are away on the
+    /// worker thread.
+    pub(crate) fn placeholder() -> Self {
+        Self {
+            stats: Tensor::new(),
+            batch: Tensor::new(),
+            views: Vec::new(),
+            batch_views: Vec::new(),
+            diagonals: Tensor::new(),
+            dims: Vec::new(),
+            groups: 0,
+            seen: false,
+            a_inv: Vec::new(),
+            s_inv: Vec::new(),
+        }
+    }
+
     /// `Ā` of input group `g` (`None` before the first batch).
     pub fn a(&self, g: usize) -> Option<&Tensor> {
         self.views[..self.groups].get(g).filter(|_| self.seen)

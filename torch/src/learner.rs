@@ -8,6 +8,7 @@ use tch::{Kind, Tensor};
 
 use crate::kfac::TorchKfac;
 use crate::net::{Forward, TorchNet};
+use crate::worker::Worker;
 
 const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
 
@@ -52,6 +53,9 @@ pub struct Timings {
     pub precondition: std::time::Duration,
     /// Momentum / RMSprop step on the weights.
     pub step: std::time::Duration,
+    /// Waiting for the worker thread (when K-FAC's work runs there, `factors` and `inverse`
+    /// are its times, overlapped with `backward`).
+    pub wait: std::time::Duration,
 }
 
 /// The policy, its optimizer state and its curvature.
@@ -71,40 +75,40 @@ pub struct TorchLearner {
     pub direction: Vec<Tensor>,
     /// Time per phase of the last update.
     pub timings: Timings,
+    /// The thread K-FAC's work runs on while the loss backpropagates (see
+    /// [`TorchLearner::set_worker`]); `None`: all in sequence.
+    worker: Option<Worker>,
 }
 
 /// The sampled Fisher's per-sample pre-activation gradients of an MLP, by hand instead of
 /// through the autograd engine (whose per-call overhead is the cost at this size: the Fisher
 /// pass of a 64-64 net at `stat_stride 8` took 0.34 ms of a 1.1 ms update). Takes every
-/// `stat_stride`-th row of the loss pass's forward `fw` (strided views: no forward and no copy
-/// of its own), then: `g_z = ∂(−log π(ã))/∂z` (`softmax(z) − onehot(ã)`, or `−ε/σ` for a
+/// `stat_stride`-th row of the loss pass's group inputs and policy outputs `z` (strided views:
+/// no forward and no copy of its own), then: `g_z = ∂(−log π(ã))/∂z` (`softmax(z) − onehot(ã)`, or `−ε/σ` for a
 /// Gaussian with `ã = μ + σε`), `g_v = −c_f ε_v`, and down each trunk
 /// `g_l = f'(h_l) ⊙ (g_{l+1} W_{l+1})` with `f'` from the layer's output (`1 − h²`, `h > 0`).
 /// Returns the rows' layer inputs and `g` per layer, as [`TorchKfac::batch_stats`] takes them. The same numbers as the autograd pass up to rounding
 /// (the cross-crate test holds both backends to the core).
 fn mlp_fisher(
     net: &TorchNet,
-    fw: &Forward,
-    noise: &FisherNoise<'_>,
+    inputs: &[Tensor],
+    z: &Tensor,
+    noise: Option<&(Tensor, Tensor)>,
     cfg: &Config,
 ) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
-    let device = fw.z.device();
-    let b = fw.z.size()[0];
+    let device = z.device();
+    let b = z.size()[0];
     let stride = i64::from(cfg.stat_stride);
     let rows = |t: &Tensor| t.slice(0, 0, b, stride);
-    let inputs: Vec<Tensor> = fw.inputs.iter().map(rows).collect();
-    let z = rows(&fw.z);
+    let inputs: Vec<Tensor> = inputs.iter().map(rows).collect();
+    let z = rows(z);
     let n = z.size()[0];
-    let given = match noise {
-        FisherNoise::Given {
-            actions,
-            value_noise,
-        } => Some((
+    let given = noise.map(|(actions, value_noise)| {
+        (
             rows(actions).to_device(device),
             rows(value_noise).to_device(device),
-        )),
-        FisherNoise::Draw => None,
-    };
+        )
+    });
     let gz = match net.head {
         HeadKind::Categorical => {
             let mut p = z.softmax(-1, Kind::Float);
@@ -176,6 +180,136 @@ pub(crate) fn sample_categorical(p: &Tensor) -> Tensor {
         .sum_dim_intlist(1, true, Kind::Int64)
 }
 
+/// Where the Fisher pass takes its layer inputs from.
+enum FisherInput<'a> {
+    /// Tensors of its own (what a job on another thread can take).
+    Owned(FisherSource),
+    /// A conv net without a stride: the loss pass's own forward (its graph).
+    Forward(&'a Forward),
+}
+
+/// The Fisher pass's own inputs.
+enum FisherSource {
+    /// An MLP: the loss pass's group inputs and detached policy outputs (every
+    /// `stat_stride`-th row is used; the pass is by hand, see [`mlp_fisher`]).
+    Mlp { inputs: Vec<Tensor>, z: Tensor },
+    /// A conv net with a stride: the strided observations, forwarded again.
+    Obs(Tensor),
+}
+
+/// K-FAC's work before the step: the sampled Fisher's `g`, the batch statistics, the running
+/// averages and their finiteness check, and the damped inverses when `factorize`.
+struct CurvatureJob {
+    /// Given Fisher noise (actions or Gaussian `ε`, critic `ε`) for the whole batch; `None`:
+    /// drawn here.
+    noise: Option<(Tensor, Tensor)>,
+    cfg: Config,
+    rho: f64,
+    factorize: bool,
+}
+
+impl CurvatureJob {
+    /// Run it; returns the time of the statistics and of the inverses. On non-finite
+    /// statistics the factors are forgotten (as the core does) and the error returned.
+    fn run(
+        self,
+        net: &TorchNet,
+        kfac: &mut TorchKfac,
+        input: FisherInput<'_>,
+    ) -> Result<(std::time::Duration, std::time::Duration)> {
+        let start = std::time::Instant::now();
+        match input {
+            FisherInput::Owned(FisherSource::Mlp { inputs, z }) => {
+                let (inputs, g) =
+                    tch::no_grad(|| mlp_fisher(net, &inputs, &z, self.noise.as_ref(), &self.cfg))?;
+                kfac.batch_stats(net, &inputs, &g);
+            }
+            FisherInput::Owned(FisherSource::Obs(obs)) => {
+                let fw = net.forward(&obs);
+                let noise = match &self.noise {
+                    Some((actions, value_noise)) => {
+                        let idx = Tensor::arange_start_step(
+                            0,
+                            actions.size()[0],
+                            i64::from(self.cfg.stat_stride),
+                            (Kind::Int64, actions.device()),
+                        );
+                        Some((
+                            actions.index_select(0, &idx),
+                            value_noise.index_select(0, &idx),
+                        ))
+                    }
+                    None => None,
+                };
+                let g = autograd_fisher(net, &fw, noise.as_ref(), &self.cfg);
+                kfac.batch_stats(net, &fw.inputs, &g);
+            }
+            FisherInput::Forward(fw) => {
+                let g = autograd_fisher(net, fw, self.noise.as_ref(), &self.cfg);
+                kfac.batch_stats(net, &fw.inputs, &g);
+            }
+        }
+        kfac.accumulate(self.rho);
+        if !kfac.is_finite() {
+            kfac.reset();
+            return Err(acktr_core::Error::UpdateNonFiniteCurvature.into());
+        }
+        let stats = start.elapsed();
+        if self.factorize {
+            kfac.factorize(net, self.cfg.damping)?;
+        }
+        Ok((stats, start.elapsed() - stats))
+    }
+}
+
+/// The sampled Fisher's per-layer pre-activation gradients `g` through autograd (conv nets):
+/// the gradient of `−log π(ã) − c_f ε_v v` summed over the forward `fw`'s samples, with `ã`
+/// and `ε_v` given (`noise`) or drawn.
+fn autograd_fisher(
+    net: &TorchNet,
+    fw: &Forward,
+    noise: Option<&(Tensor, Tensor)>,
+    cfg: &Config,
+) -> Vec<Tensor> {
+    let (fisher_pg, value_noise) = match (noise, net.head) {
+        (Some((actions, value_noise)), HeadKind::Categorical) => {
+            let lp = fw.z.log_softmax(-1, Kind::Float);
+            (
+                -lp.gather(1, &actions.unsqueeze(1), false).sum(Kind::Float),
+                value_noise.shallow_clone(),
+            )
+        }
+        (None, HeadKind::Categorical) => {
+            let lp = fw.z.log_softmax(-1, Kind::Float);
+            let a = lp.detach().exp().multinomial(1, true);
+            (
+                -lp.gather(1, &a, false).sum(Kind::Float),
+                fw.v.randn_like().detach(),
+            )
+        }
+        (given, HeadKind::Gaussian) => {
+            let (eps, vn) = match given {
+                Some((actions, value_noise)) => {
+                    (actions.shallow_clone(), value_noise.shallow_clone())
+                }
+                None => (fw.z.randn_like().detach(), fw.v.randn_like().detach()),
+            };
+            // −log π(ã) with ã = μ + σε, differentiated with respect to μ only (the log-std
+            // block is handled in closed form).
+            let sigma = net.log_std.detach().exp();
+            let a = fw.z.detach() + &sigma * &eps;
+            let e = (a - &fw.z) / &sigma;
+            ((e.square() * 0.5).sum(Kind::Float), vn)
+        }
+    };
+    // Critic: ∂/∂v = −c_f ε per sample, as the core.
+    let fisher_v = -(&fw.v * &value_noise.to_device(fw.v.device())).sum(Kind::Float)
+        * cfg.vf_fisher_coef as f64;
+    let fisher = fisher_pg + fisher_v;
+    let pre: Vec<&Tensor> = fw.pre.iter().collect();
+    Tensor::run_backward(&[&fisher], &pre, true, false)
+}
+
 fn scalar(t: &Tensor) -> Result<f64> {
     f64::try_from(t).map_err(|e| HostError::InvalidSetting(format!("tensor to scalar: {e}")))
 }
@@ -198,7 +332,30 @@ impl TorchLearner {
             updates: 0,
             direction: Vec::new(),
             timings: Timings::default(),
+            worker: None,
         })
+    }
+
+    /// Run K-FAC's work (Fisher pass, statistics, inverses) on a thread of its own, overlapped
+    /// with the loss backward (`true`), or in sequence (`false`, the default). The numbers are
+    /// the same either way; the overlap needs a second core to pay. Conv nets at
+    /// `stat_stride 1` share the loss pass's graph and always run in sequence.
+    pub fn set_worker(&mut self, on: bool) -> Result<()> {
+        match (on, self.worker.is_some()) {
+            (true, false) => {
+                self.worker = Some(Worker::start().map_err(|e| {
+                    HostError::InvalidSetting(format!("cannot start the K-FAC thread: {e}"))
+                })?)
+            }
+            (false, true) => self.worker = None,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Whether K-FAC's work runs on its own thread.
+    pub fn has_worker(&self) -> bool {
+        self.worker.is_some()
     }
 
     /// One update; on error the weights are unchanged.
@@ -221,14 +378,14 @@ impl TorchLearner {
         let fw = net.forward(&batch.obs);
 
         // Losses.
-        let (logp, ent, logp_all) = match net.head {
+        let (logp, ent) = match net.head {
             HeadKind::Categorical => {
                 let lp = fw.z.log_softmax(-1, Kind::Float);
                 let logp = lp
                     .gather(1, &batch.actions.unsqueeze(1), false)
                     .squeeze_dim(1);
                 let ent = -(lp.exp() * &lp).sum_dim_intlist(-1, false, Kind::Float);
-                (logp, ent, Some(lp))
+                (logp, ent)
             }
             HeadKind::Gaussian => {
                 let e = (&batch.actions - &fw.z) * (-&net.log_std).exp();
@@ -240,7 +397,7 @@ impl TorchLearner {
                 let ent = (&net.log_std + 0.5 + HALF_LN_2PI)
                     .sum(Kind::Float)
                     .expand([b], false);
-                (logp, ent, None)
+                (logp, ent)
             }
         };
         let pg_loss = -(&batch.advantages * &logp).mean(Kind::Float);
@@ -262,147 +419,109 @@ impl TorchLearner {
         }
 
         lap(&mut timings.forward);
-        // Sampled Fisher → per-sample pre-activation gradients → factor statistics.
-        let params = net.params();
-        let have_batch = if natural && net.is_mlp() {
-            let (inputs, g) = tch::no_grad(|| mlp_fisher(net, &fw, &noise, &cfg))?;
-            self.kfac.batch_stats(net, &inputs, &g);
-            true
-        } else if natural {
-            // With a stride only every `stat_stride`-th sample feeds the factors, as in the
-            // core. Those samples get a forward pass of their own, so that the Fisher backward
-            // runs on them alone (on the Nature CNN the full batch's Fisher backward cost as
-            // much as the loss backward, whatever the stride).
-            let strided = (cfg.stat_stride > 1).then(|| {
+        // K-FAC's work before the step (Fisher pass, statistics, inverses when due), on the
+        // worker thread while this one backpropagates the loss where it can.
+        let pending = if natural {
+            let factorize = !cold
+                && (!self.kfac.is_factorized()
+                    || (self.updates - cfg.cold_iters) % cfg.inverse_every == 0);
+            let k = self.updates as f64;
+            let job = CurvatureJob {
+                noise: match noise {
+                    FisherNoise::Given {
+                        actions,
+                        value_noise,
+                    } => Some((actions.shallow_clone(), value_noise.shallow_clone())),
+                    FisherNoise::Draw => None,
+                },
+                cfg,
+                rho: (cfg.stat_decay as f64).min(k / (k + 1.0)),
+                factorize,
+            };
+            let source = if net.is_mlp() {
+                FisherInput::Owned(FisherSource::Mlp {
+                    inputs: fw.inputs.iter().map(Tensor::shallow_clone).collect(),
+                    z: fw.z.detach(),
+                })
+            } else if cfg.stat_stride > 1 {
+                // Only every `stat_stride`-th sample feeds the factors, as in the core, and
+                // those samples get a forward pass of their own so that the Fisher backward
+                // runs on them alone (on the Nature CNN the full batch's Fisher backward cost
+                // as much as the loss backward, whatever the stride).
                 let idx = Tensor::arange_start_step(
                     0,
                     b,
                     i64::from(cfg.stat_stride),
-                    (Kind::Int64, fw.z.device()),
+                    (Kind::Int64, batch.obs.device()),
                 );
-                let sub = net.forward(&batch.obs.index_select(0, &idx));
-                let lp =
-                    (net.head == HeadKind::Categorical).then(|| sub.z.log_softmax(-1, Kind::Float));
-                let noise = match &noise {
-                    FisherNoise::Given {
-                        actions,
-                        value_noise,
-                    } => Some((
-                        actions.index_select(0, &idx.to_device(actions.device())),
-                        value_noise.index_select(0, &idx.to_device(value_noise.device())),
-                    )),
-                    FisherNoise::Draw => None,
-                };
-                (sub, lp, noise)
-            });
-            let (fw, logp_all, noise) = match &strided {
-                Some((sub, lp, Some((actions, value_noise)))) => (
-                    sub,
-                    lp,
-                    FisherNoise::Given {
-                        actions,
-                        value_noise,
-                    },
-                ),
-                Some((sub, lp, None)) => (sub, lp, FisherNoise::Draw),
-                None => (&fw, &logp_all, noise),
+                FisherInput::Owned(FisherSource::Obs(batch.obs.index_select(0, &idx)))
+            } else {
+                FisherInput::Forward(&fw)
             };
-            let (fisher_pg, value_noise) = match (&noise, net.head) {
-                (
-                    FisherNoise::Given {
-                        actions,
-                        value_noise,
-                    },
-                    HeadKind::Categorical,
-                ) => {
-                    let lp = logp_all
-                        .as_ref()
-                        .ok_or_else(|| HostError::InvalidSetting("no log-probs".into()))?;
-                    (
-                        -lp.gather(1, &actions.unsqueeze(1), false).sum(Kind::Float),
-                        value_noise.shallow_clone(),
-                    )
+            match (&self.worker, source) {
+                (Some(worker), FisherInput::Owned(source)) => {
+                    let mut kfac = std::mem::replace(&mut self.kfac, TorchKfac::placeholder());
+                    let net = net.shallow_clone();
+                    Some(worker.spawn(move || {
+                        let r = job.run(&net, &mut kfac, FisherInput::Owned(source));
+                        (kfac, r)
+                    }))
                 }
-                (FisherNoise::Draw, HeadKind::Categorical) => {
-                    let lp = logp_all
-                        .as_ref()
-                        .ok_or_else(|| HostError::InvalidSetting("no log-probs".into()))?;
-                    let a = lp.detach().exp().multinomial(1, true);
-                    (
-                        -lp.gather(1, &a, false).sum(Kind::Float),
-                        fw.v.randn_like().detach(),
-                    )
+                (_, source) => {
+                    (timings.factors, timings.inverse) = job.run(net, &mut self.kfac, source)?;
+                    None
                 }
-                (given_or_draw, HeadKind::Gaussian) => {
-                    let (eps, vn) = match given_or_draw {
-                        FisherNoise::Given {
-                            actions,
-                            value_noise,
-                        } => (actions.shallow_clone(), value_noise.shallow_clone()),
-                        FisherNoise::Draw => {
-                            (fw.z.randn_like().detach(), fw.v.randn_like().detach())
-                        }
-                    };
-                    // −log π(ã) with ã = μ + σε, differentiated with respect to μ only (the
-                    // log-std block is handled in closed form).
-                    let sigma = net.log_std.detach().exp();
-                    let a = fw.z.detach() + &sigma * &eps;
-                    let e = (a - &fw.z) / &sigma;
-                    ((e.square() * 0.5).sum(Kind::Float), vn)
-                }
-            };
-            // Critic: ∂/∂v = −c_f ε per sample, as the core.
-            let fisher_v = -(&fw.v * &value_noise.to_device(fw.v.device())).sum(Kind::Float)
-                * cfg.vf_fisher_coef as f64;
-            let fisher = fisher_pg + fisher_v;
-            let pre: Vec<&Tensor> = fw.pre.iter().collect();
-            let g = Tensor::run_backward(&[&fisher], &pre, true, false);
-            self.kfac.batch_stats(net, &fw.inputs, &g);
-            true
+            }
         } else {
-            false
+            None
         };
-        if have_batch {
-            let k = self.updates as f64;
-            let rho = (cfg.stat_decay as f64).min(k / (k + 1.0));
-            self.kfac.accumulate(rho);
-            if !self.kfac.is_finite() {
-                self.kfac.reset();
-                return Err(acktr_core::Error::UpdateNonFiniteCurvature.into());
-            }
-        }
+        let mut spawned = std::time::Duration::ZERO;
+        lap(&mut spawned);
 
-        lap(&mut timings.factors);
         // Loss gradient.
-        let mut grads = Tensor::run_backward(&[&loss], &params, false, false);
-        // Parameters outside the graph (the categorical head's log-std) get no gradient.
-        for (g, p) in grads.iter_mut().zip(params.iter()) {
-            if !g.defined() {
-                *g = p.zeros_like().detach();
-            }
-        }
-        drop(fw);
-        if cfg.weight_decay != 0.0 {
+        let params = net.params();
+        let loss_grads = (|| -> Result<Vec<Tensor>> {
+            let mut grads = Tensor::run_backward(&[&loss], &params, false, false);
+            // Parameters outside the graph (the categorical head's log-std) get no gradient.
             for (g, p) in grads.iter_mut().zip(params.iter()) {
-                *g = &*g + p.detach() * cfg.weight_decay as f64;
+                if !g.defined() {
+                    *g = p.zeros_like().detach();
+                }
             }
-        }
-        let mut sq = 0.0;
-        for g in &grads {
-            sq += scalar(&g.square().sum(Kind::Double))?;
-        }
-        stats.grad_norm = sq.sqrt() as f32;
-        if !stats.grad_norm.is_finite() {
-            return Err(acktr_core::Error::UpdateNonFiniteGradient.into());
-        }
-
+            if cfg.weight_decay != 0.0 {
+                for (g, p) in grads.iter_mut().zip(params.iter()) {
+                    *g = &*g + p.detach() * cfg.weight_decay as f64;
+                }
+            }
+            let mut sq = 0.0;
+            for g in &grads {
+                sq += scalar(&g.square().sum(Kind::Double))?;
+            }
+            stats.grad_norm = sq.sqrt() as f32;
+            if !stats.grad_norm.is_finite() {
+                return Err(acktr_core::Error::UpdateNonFiniteGradient.into());
+            }
+            Ok(grads)
+        })();
+        drop(fw);
         lap(&mut timings.backward);
-        let eta = if natural && !cold {
-            let since = self.updates - cfg.cold_iters;
-            if !self.kfac.is_factorized() || since % cfg.inverse_every == 0 {
-                self.kfac.factorize(net, cfg.damping)?;
+        // The curvature first: its statistics are kept even when the loss gradient is refused.
+        if let Some(pending) = pending {
+            match pending.wait() {
+                Ok((kfac, r)) => {
+                    self.kfac = kfac;
+                    (timings.factors, timings.inverse) = r?;
+                }
+                Err(e) => {
+                    self.kfac = TorchKfac::new(net);
+                    return Err(HostError::InvalidSetting(e.to_string()));
+                }
             }
-            lap(&mut timings.inverse);
+        }
+        let mut grads = loss_grads?;
+        lap(&mut timings.wait);
+
+        let eta = if natural && !cold {
             let mut q = self.kfac.precondition(net, &mut grads)?;
             if net.head == HeadKind::Gaussian {
                 let last = grads.len() - 1;

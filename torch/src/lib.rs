@@ -15,6 +15,7 @@ pub mod kfac;
 pub mod learner;
 pub mod net;
 pub mod train;
+pub mod worker;
 
 use acktr_host::torch_hooks::TorchHooks;
 

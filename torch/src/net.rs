@@ -352,6 +352,31 @@ impl TorchNet {
         }
     }
 
+    /// A second handle to the same parameters (no copy; for a job on another thread, which
+    /// must own what it reads).
+    pub fn shallow_clone(&self) -> Self {
+        Self {
+            arch: self.arch.clone(),
+            obs_shape: self.obs_shape.clone(),
+            head: self.head,
+            layers: self
+                .layers
+                .iter()
+                .map(|l| Layer {
+                    w: l.w.shallow_clone(),
+                    b: l.b.shallow_clone(),
+                    conv: l.conv,
+                    group: l.group,
+                })
+                .collect(),
+            trunks: self.trunks.clone(),
+            log_std: self.log_std.shallow_clone(),
+            groups: self.groups,
+            activation: self.activation,
+            input_scale: self.input_scale,
+        }
+    }
+
     /// Move every tensor to `device`.
     pub fn to_device(&mut self, device: Device) {
         self.set_requires_grad(false);
