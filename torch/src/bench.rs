@@ -35,7 +35,8 @@ pub fn tch_tables(args: &BenchArgs) -> Result<String> {
     } else {
         tch::Device::Cpu
     };
-    out += &format!("\n## Where an ACKTR update's time goes (tch, {device:?}; medians, ms)\n\n");
+    let threads = tch::get_num_threads();
+    out += &format!("\n## Where an ACKTR update's time goes (tch, {device:?}, {threads} intra-op thread(s); medians, ms)\n\n");
     out += "| network, batch | forward + loss | Fisher backward + factor statistics | loss backward | inverse (amortised: every 10th) | precondition | step | A2C update |\n|---|---|---|---|---|---|---|---|\n";
 
     let mut conv_loops = Vec::new();
@@ -178,7 +179,7 @@ pub fn tch_tables(args: &BenchArgs) -> Result<String> {
     }
     for rows in conv_loops {
         out += &format!(
-            "\n## Nature CNN, whole loop (tch, {device:?}): {LOOP_ENVS} envs × {LOOP_STEPS} steps of random 84×84×4 observations, \
+            "\n## Nature CNN, whole loop (tch, {device:?}, {threads} intra-op thread(s)): {LOOP_ENVS} envs × {LOOP_STEPS} steps of random 84×84×4 observations, \
              then the update; the environment costs nothing here\n\n\
              | algo | env-steps/s (whole loop, {LOOP_ITERS} iterations each, alternating) | iteration (mean, ms) |\n|---|---|---|\n{rows}"
         );
