@@ -84,11 +84,12 @@ pub struct TorchLearner {
 /// through the autograd engine (whose per-call overhead is the cost at this size: the Fisher
 /// pass of a 64-64 net at `stat_stride 8` took 0.34 ms of a 1.1 ms update). Takes every
 /// `stat_stride`-th row of the loss pass's group inputs and policy outputs `z` (strided views:
-/// no forward and no copy of its own), then: `g_z = ∂(−log π(ã))/∂z` (`softmax(z) − onehot(ã)`, or `−ε/σ` for a
-/// Gaussian with `ã = μ + σε`), `g_v = −c_f ε_v`, and down each trunk
+/// no forward and no copy of its own), then: `g_z = ∂(−log π(ã))/∂z` (`softmax(z) − onehot(ã)`,
+/// or `−ε/σ` for a Gaussian with `ã = μ + σε`), `g_v = −c_f ε_v`, and down each trunk
 /// `g_l = f'(h_l) ⊙ (g_{l+1} W_{l+1})` with `f'` from the layer's output (`1 − h²`, `h > 0`).
-/// Returns the rows' layer inputs and `g` per layer, as [`TorchKfac::batch_stats`] takes them. The same numbers as the autograd pass up to rounding
-/// (the cross-crate test holds both backends to the core).
+/// Returns the rows' layer inputs and `g` per layer, as [`TorchKfac::batch_stats`] takes them.
+/// The same numbers as the autograd pass up to rounding (the cross-crate test holds both
+/// backends to the core).
 fn mlp_fisher(
     net: &TorchNet,
     inputs: &[Tensor],
