@@ -2,10 +2,11 @@
 //! from the simulator, and ACKTR fine-tunes it on the microcontroller.
 //!
 //! 1. The learner is a `static` built by the compiler (`Learner::zeroed`): no learner-sized
-//!    value ever passes through the stack. Check that a copy of the embedded policy file
-//!    (`policy/cartpole.ackp`, a `SharedActorCritic<4, 32, 2>`) with one flipped byte is
-//!    refused with the typed checksum error, then load the real one into the learner's network
-//!    in place (`read_policy_into`).
+//!    value ever passes through the stack. The embedded policy file (`policy/cartpole.ackp`, a
+//!    `SharedActorCritic<4, 32, 2>`) is loaded into the learner's network in place
+//!    (`read_policy_into`); a file the core refuses stops the demo with the core's typed error
+//!    (the `bad-policy` and `bad-policy-shape` builds embed such a file on purpose). Then a copy
+//!    with one flipped byte must be refused with the typed checksum error, the network untouched.
 //! 2. Measure the nominal policy (deterministic, [`EVAL_EPISODES`] episodes, fixed seeds) on
 //!    the nominal plant and on the changed one ([`changed_plant`]).
 //! 3. Fine-tune it on the changed plant with ACKTR for [`DEVICE_STEPS`] env steps
@@ -14,13 +15,17 @@
 //!    once per seed in [`SEEDS`]; before each run `Learner::reset` clears the momentum and the
 //!    statistics in place and the policy is loaded again.
 //! 4. Costs in instructions (SysTick under QEMU `-icount shift=0`): per inference, per env
-//!    step, per update and its pieces; then RAM, flash and the stack high-water mark of the
-//!    whole run.
+//!    step, per update (`inverse_every` 1 and 10, SGD), and the pieces of the update: a replica
+//!    of `Learner::update` made of the core's public parts times each piece; it must leave the
+//!    weights bit for bit as `Learner::update` does on the same batches, or the demo fails.
+//!    Then RAM, flash and the stack high-water mark of the whole run.
 //!
-//! Exit code: success only if ACKTR's final return, averaged over the seeds, beats the nominal
-//! policy's return on the changed plant by at least [`MIN_GAIN`] and is at least
-//! [`MIN_RATIO`]× it; failure otherwise and on any error (printed first). `docs/embedded.md`
-//! has the figures and the reasoning behind each setting.
+//! Exit code: success only if all three goals are met: (a) ACKTR's final return, averaged over
+//! the seeds, beats the nominal policy's return on the changed plant by at least [`MIN_GAIN`]
+//! and is at least [`MIN_RATIO`]× it; (b) one ACKTR update, amortised inverse included, takes
+//! at most [`UPDATE_GOAL`] instructions; (c) static RAM + stack high-water mark ≤
+//! [`RAM_GOAL`]. Failure otherwise and on any error (printed first). `docs/embedded.md` has the
+//! figures and the reasoning behind each setting.
 #![no_std]
 #![no_main]
 
@@ -30,8 +35,9 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use acktr_core::env::{Action, CartPole, CartPoleParams, Env, Pcg64};
 use acktr_core::{
-    evaluate, read_policy_into, standard_normal, Activation, Backward, Config, Curvature, Error,
-    Forward, HeadKind, Learner, Optimizer, Rollout, Runner, SharedActorCritic,
+    evaluate, read_policy_into, standard_normal, trust_region, Activation, Backward, BackwardBlock,
+    Config, Curvature, Error, Forward, ForwardBlock, HeadKind, Learner, Optimizer, Rollout, Runner,
+    SharedActorCritic, Step,
 };
 use cortex_m_rt::entry;
 use cortex_m_semihosting::hprintln;
@@ -42,11 +48,40 @@ type Learn = Learner<4, 32, 2, 1>;
 /// One environment, 32 steps per update.
 type Batch = Rollout<4, 2, 1, 32>;
 
-/// The policy trained on the workstation
-/// (`cargo run --release -p acktr-core --example export_cartpole`).
-static POLICY: &[u8] = include_bytes!("../policy/cartpole.ackp");
-const POLICY_LEN: usize = 5283;
-const _: () = assert!(POLICY.len() == POLICY_LEN);
+/// The policy file the firmware embeds. Written by `bash scripts/regenerate-policy.sh` (the
+/// host trainer's native backend, seed 0, every setting pinned, then `acktr export`).
+#[cfg(not(any(feature = "bad-policy", feature = "bad-policy-shape")))]
+const POLICY_FILE: &[u8] = include_bytes!("../policy/cartpole.ackp");
+/// `bad-policy`: the real file with one byte flipped at compile time; the core must refuse it
+/// (`DeserializeBadChecksum`) and the demo exit with a failure, never a fault.
+#[cfg(all(feature = "bad-policy", not(feature = "bad-policy-shape")))]
+const POLICY_FILE: &[u8] = &flip_byte::<{ REAL_FILE.len() }>(REAL_FILE, REAL_FILE.len() / 3);
+#[cfg(all(feature = "bad-policy", not(feature = "bad-policy-shape")))]
+const REAL_FILE: &[u8] = include_bytes!("../policy/cartpole.ackp");
+/// `bad-policy-shape`: a valid file of another shape (a 4-16-16 net, 1,635 bytes); the core
+/// must refuse it (`DeserializeShapeMismatch`): the length differs too, which only the run-time
+/// checks see.
+#[cfg(feature = "bad-policy-shape")]
+const POLICY_FILE: &[u8] = include_bytes!("../policy/cartpole-16x16.ackp");
+
+/// The embedded policy, one copy in flash.
+static POLICY: &[u8] = POLICY_FILE;
+/// Its length, known to the compiler (the corrupt-file check copies it to the stack); whether
+/// the bytes fit the network is the core's run-time check, not a compile-time one.
+const POLICY_LEN: usize = POLICY_FILE.len();
+
+/// `src` with byte `at` XOR 0x40 (evaluated by the compiler).
+#[cfg(all(feature = "bad-policy", not(feature = "bad-policy-shape")))]
+const fn flip_byte<const N: usize>(src: &[u8], at: usize) -> [u8; N] {
+    let mut out = [0u8; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = src[i];
+        i += 1;
+    }
+    out[at] ^= 0x40;
+    out
+}
 
 /// Deterministic evaluation: episodes, and the seed of the first reset (the others continue
 /// the environment's stream, as Gymnasium does).
@@ -64,13 +99,17 @@ const SEEDS: [u64; 4] = [1, 2, 3, 4];
 /// ≥ MIN_RATIO × before.
 const MIN_GAIN: f32 = 100.0;
 const MIN_RATIO: f32 = 2.0;
-/// Whole updates timed per `inverse_every` setting in the cost section.
-const COST_UPDATES: u32 = 20;
-/// The cost goal for one ACKTR update of the 4-32-32 net on 32 samples, amortised inverse
-/// included.
+/// Whole updates timed per `inverse_every` setting, and by the replica, in the cost section.
+const COST_UPDATES: usize = 20;
+/// Seed of the cost section's rollouts and sampling.
+const COST_SEED: u64 = 100;
+/// Goal (b): one ACKTR update of the 4-32-32 net on 32 samples, amortised inverse included
+/// (the mean over every update of the ACKTR fine-tuning runs, `inverse_every` 10).
 const UPDATE_GOAL: u64 = 1_500_000;
-/// The RAM goal: statics + stack high-water mark.
+/// Goal (c): statics + stack high-water mark.
 const RAM_GOAL: usize = 48 * 1024;
+/// The flash budget of `memory.x`.
+const FLASH_BUDGET: usize = 512 * 1024;
 
 /// The plant on the device: a cart weighing 0.2 kg instead of 1.0 kg and a pole half as long
 /// (half-length 0.25 m instead of 0.5 m). The same push accelerates the cart about 4× harder
@@ -113,10 +152,17 @@ fn sgd_config() -> Config {
 enum Failure {
     /// The core returned an error.
     Core(Error),
+    /// The embedded policy file was refused (the core's typed error).
+    PolicyRefused(Error),
     /// A corrupted policy file was not refused with `DeserializeBadChecksum`.
     CorruptAccepted(Option<Error>),
     /// The learner was asked for after the cost section had taken its memory.
     LearnerGone,
+    /// The timed replica of `Learner::update` left other weights than the update itself
+    /// (after this many updates): its breakdown would not be the update's.
+    ReplicaDiverged(usize),
+    /// The replica covers natural (ACKTR) steps of a categorical net with `stat_stride` 1 only.
+    ReplicaUnsupported,
 }
 
 impl From<Error> for Failure {
@@ -129,6 +175,7 @@ impl core::fmt::Display for Failure {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Failure::Core(e) => write!(f, "{e}"),
+            Failure::PolicyRefused(e) => write!(f, "the embedded policy file was refused: {e}"),
             Failure::CorruptAccepted(None) => {
                 f.write_str("a policy file with a flipped byte was accepted")
             }
@@ -137,32 +184,43 @@ impl core::fmt::Display for Failure {
                 "a policy file with a flipped byte gave `{e}`, not the checksum error"
             ),
             Failure::LearnerGone => f.write_str("the learner's memory was already handed on"),
+            Failure::ReplicaDiverged(k) => write!(
+                f,
+                "the timed replica of Learner::update left different weights after update {k}"
+            ),
+            Failure::ReplicaUnsupported => {
+                f.write_str("the replica times natural steps of a categorical net, stride 1, only")
+            }
         }
     }
 }
 
-/// The big state: the learner, built at compile time, then (once the fine-tuning is over) the
-/// cost section's own copies, in the same block: a learner-sized static is all the big RAM
-/// the demo uses.
+/// The big state: the learner, built at compile time, then (once the fine-tuning and the
+/// whole-update timings are over) the replica's own state, in the same block: a learner-sized
+/// static is all the big RAM the demo uses.
 #[repr(C)]
 union Space {
     /// The learner (ACKTR, then SGD, reset in place between runs).
     learner: ManuallyDrop<Learn>,
-    /// The cost section's own statistics, network and gradient.
-    probe: ManuallyDrop<Probe>,
+    /// The timed replica of the update.
+    replica: ManuallyDrop<Replica>,
 }
 
-struct Probe {
-    curvature: Curvature<4, 32, 2, 1>,
+/// Everything `Learner::update` reads and writes, as plain fields (the learner's own are
+/// private): the replica runs the update's steps on these in the same order.
+struct Replica {
     net: Net,
     grad: Net,
+    velocity: Net,
+    curvature: Curvature<4, 32, 2, 1>,
+    updates: u32,
 }
 
 /// Which field of [`Space`] is live.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Learner,
-    Probe,
+    Replica,
 }
 
 /// The shared block and its phase. Each accessor takes `&mut self` and hands out a borrow of
@@ -189,13 +247,13 @@ impl Arena {
         }
     }
 
-    /// The learner as it is (for the corrupt-file check, which must leave it untouched).
+    /// The learner as it is.
     fn raw_learner(&mut self) -> Result<&mut Learn, Failure> {
         if self.phase != Phase::Learner {
             return Err(Failure::LearnerGone);
         }
         // SAFETY: `phase` says the learner is the live field (it is from the static's
-        // initialiser until `probe` overwrites the block and changes the phase for good).
+        // initialiser until `replica` overwrites the block and changes the phase for good).
         Ok(unsafe { &mut *self.space.learner })
     }
 
@@ -208,25 +266,27 @@ impl Arena {
         Ok(learner)
     }
 
-    /// The cost section's buffers, over the learner (which is gone for good): empty
-    /// statistics, and the policy loaded twice (as the network, and as a stand-in gradient:
-    /// preconditioning costs the same for any values).
-    fn probe(&mut self) -> Result<&mut Probe, Failure> {
-        self.phase = Phase::Probe;
-        let slot = (&raw mut self.space).cast::<Probe>();
+    /// The replica's state over the learner (which is gone for good), as `Learner::reset`
+    /// leaves a learner: zero gradient and momentum, empty statistics, no update yet, and the
+    /// policy loaded.
+    fn replica(&mut self) -> Result<&mut Replica, Failure> {
+        self.phase = Phase::Replica;
+        let slot = (&raw mut self.space).cast::<Replica>();
         // SAFETY: `Space` is `repr(C)`: every field starts at offset 0 and the block is large
-        // and aligned enough for a `Probe`. The writes neither read nor drop what the learner
+        // and aligned enough for a `Replica`. The writes neither read nor drop what the learner
         // left, every field is written before the `&mut` is made, and `phase` now says the
-        // probe is the live field.
-        let probe = unsafe {
+        // replica is the live field.
+        let replica = unsafe {
+            let zeros = || Net::zeros(Activation::Tanh, HeadKind::Categorical);
+            (&raw mut (*slot).net).write(zeros());
+            (&raw mut (*slot).grad).write(zeros());
+            (&raw mut (*slot).velocity).write(zeros());
             (&raw mut (*slot).curvature).write(Curvature::new());
-            (&raw mut (*slot).net).write(Net::zeros(Activation::Tanh, HeadKind::Categorical));
-            (&raw mut (*slot).grad).write(Net::zeros(Activation::Tanh, HeadKind::Categorical));
+            (&raw mut (*slot).updates).write(0);
             &mut *slot
         };
-        read_policy_into(POLICY, &mut probe.net)?;
-        read_policy_into(POLICY, &mut probe.grad)?;
-        Ok(probe)
+        read_policy_into(POLICY, &mut replica.net)?;
+        Ok(replica)
     }
 }
 
@@ -271,21 +331,21 @@ fn stack_mark() -> usize {
 
 /// Stack high-water marks per phase, bytes.
 struct StackMarks {
-    /// The corrupt-file check (a copy of the policy file on the stack).
+    /// Loading the policy and the corrupt-file check (a copy of the policy file on the stack).
     check: usize,
     /// Evaluations, inference timing and the fine-tuning runs (the updates).
     tuning: usize,
-    /// The cost section's pieces.
-    pieces: usize,
+    /// The cost section: whole updates and the timed replica.
+    costs: usize,
 }
 
 impl StackMarks {
     fn max(&self) -> usize {
-        self.check.max(self.tuning).max(self.pieces)
+        self.check.max(self.tuning).max(self.costs)
     }
 }
 
-/// FNV-1a over the bits of every parameter of `net` (to see that it was left alone, without a
+/// FNV-1a over the bits of every parameter of `net` (to compare networks without a
 /// network-sized copy).
 fn fingerprint(net: &Net) -> u32 {
     let mut h = 0x811C_9DC5u32;
@@ -298,8 +358,8 @@ fn fingerprint(net: &Net) -> u32 {
 }
 
 /// A copy of the policy file with one flipped byte must be refused with the typed checksum
-/// error, and leave `net` untouched (the same parameter bits before and after). The copy lives on this function's stack frame (5.3 KB,
-/// gone when it returns).
+/// error, and leave `net` (holding the loaded policy) untouched: the same parameter bits
+/// before and after. The copy lives on this function's stack frame, gone when it returns.
 #[inline(never)]
 fn check_corrupt_file(net: &mut Net) -> Result<(), Failure> {
     let mut bytes = [0u8; POLICY_LEN];
@@ -309,7 +369,7 @@ fn check_corrupt_file(net: &mut Net) -> Result<(), Failure> {
     match read_policy_into(black_box(&bytes), net) {
         Err(e @ Error::DeserializeBadChecksum) if fingerprint(net) == before => {
             hprintln!(
-                "corrupt policy (byte {} flipped): refused: {}",
+                "corrupt copy of the policy (byte {} flipped): refused: {}",
                 POLICY_LEN / 2,
                 e
             );
@@ -324,17 +384,12 @@ fn check_corrupt_file(net: &mut Net) -> Result<(), Failure> {
 #[derive(Default)]
 struct TuneCosts {
     collect: Tally,
-    update_factorize: Tally,
-    update_reuse: Tally,
+    update: Tally,
 }
 
-impl TuneCosts {
-    fn update(&self) -> Tally {
-        Tally {
-            count: self.update_factorize.count + self.update_reuse.count,
-            instructions: self.update_factorize.instructions + self.update_reuse.instructions,
-        }
-    }
+/// `part / whole` in percent.
+fn percent(part: u64, whole: u64) -> f32 {
+    100.0 * part as f32 / whole.max(1) as f32
 }
 
 /// The whole demo; `Ok(pass)`.
@@ -349,21 +404,23 @@ fn run(arena: &mut Arena, batch: &mut Batch) -> Result<bool, Failure> {
         clock::INSTRUCTIONS_PER_TICK
     );
 
-    // 1. A corrupted copy of the policy file must be refused with the typed error, and the
-    // learner's network (the target of the load) left alone. Then the real file, in place.
+    // 1. The embedded file into the learner's network, in place; the core's typed error if it
+    // is refused. Then a corrupted copy must be refused, the loaded network left alone.
     let _ = stack_mark();
-    check_corrupt_file(&mut arena.raw_learner()?.net)?;
-    let check_stack = stack_mark();
-
-    // 2. The nominal policy on both plants.
-    let nominal = CartPoleParams::default();
-    let plant = changed_plant();
-    let learner = arena.learner(ACKTR)?;
+    let learner = arena.raw_learner()?;
+    learner.reset(ACKTR)?;
+    read_policy_into(POLICY, &mut learner.net).map_err(Failure::PolicyRefused)?;
     hprintln!(
         "policy: {} bytes, SharedActorCritic<4, 32, 2> ({} parameters), loaded",
         POLICY.len(),
         Net::num_params()
     );
+    check_corrupt_file(&mut learner.net)?;
+    let check_stack = stack_mark();
+
+    // 2. The nominal policy on both plants.
+    let nominal = CartPoleParams::default();
+    let plant = changed_plant();
     let (on_nominal, eval_steps, eval_cost) = eval(&learner.net, nominal)?;
     let (before, _, _) = eval(&learner.net, plant)?;
     hprintln!(
@@ -382,9 +439,15 @@ fn run(arena: &mut Arena, batch: &mut Batch) -> Result<bool, Failure> {
 
     // Inference and env-step costs.
     let obs = [0.01f32, -0.02, 0.03, 0.04];
-    let (_, act_1000) = clock::measure(|| {
+    let (_, act_det_1000) = clock::measure(|| {
         for _ in 0..1000 {
             black_box(learner.net.act_deterministic(black_box(&obs)));
+        }
+    });
+    let mut rng = Pcg64::from_seed(5);
+    let (_, act_1000) = clock::measure(|| {
+        for _ in 0..1000 {
+            black_box(learner.net.act(black_box(&obs), &mut rng));
         }
     });
     let mut env = CartPole::new(plant);
@@ -398,8 +461,7 @@ fn run(arena: &mut Arena, batch: &mut Batch) -> Result<bool, Failure> {
         }
     }
 
-    // 3. and 4. From the same nominal policy, once per seed: ACKTR, then SGD (same loop,
-    // same steps).
+    // 3. From the same nominal policy, once per seed: ACKTR, then SGD (same loop, same steps).
     let acktr_cfg = ACKTR;
     let sgd_cfg = sgd_config();
     hprintln!(
@@ -408,10 +470,11 @@ fn run(arena: &mut Arena, batch: &mut Batch) -> Result<bool, Failure> {
         SEEDS
     );
     hprintln!(
-        "ACKTR: kl_clip {}, cold_iters {}, inverse_every {}; SGD: lr {}, momentum {} (both value_coef {})",
+        "ACKTR: kl_clip {}, cold_iters {}, inverse_every {}, stat_stride {}; SGD: lr {}, momentum {} (both value_coef {})",
         acktr_cfg.kl_clip,
         acktr_cfg.cold_iters,
         acktr_cfg.inverse_every,
+        acktr_cfg.stat_stride,
         sgd_cfg.eta_max,
         sgd_cfg.momentum,
         acktr_cfg.value_coef
@@ -420,37 +483,45 @@ fn run(arena: &mut Arena, batch: &mut Batch) -> Result<bool, Failure> {
     let mut sgd = TuneCosts::default();
     let mut acktr_curves = [[0.0f32; CHECKPOINTS + 1]; SEEDS.len()];
     let mut sgd_curves = acktr_curves;
-    let mut every = [Tally::new(); 2];
     for (i, &seed) in SEEDS.iter().enumerate() {
         let learner = arena.learner(acktr_cfg)?;
         acktr_curves[i] = fine_tune(learner, batch, plant, seed, before, &mut acktr)?;
         hprintln!("ACKTR seed {}: {:>6.1}", seed, Row(&acktr_curves[i]));
-        if i == 0 {
-            // Whole updates with inverse_every 1 and 10, on the adapted learner.
-            every = [
-                time_updates(learner, batch, plant, 1)?,
-                time_updates(learner, batch, plant, 10)?,
-            ];
-        }
         let learner = arena.learner(sgd_cfg)?;
         sgd_curves[i] = fine_tune(learner, batch, plant, seed, before, &mut sgd)?;
         hprintln!("SGD   seed {}: {:>6.1}", seed, Row(&sgd_curves[i]));
     }
-    let [every_1, every_10] = every;
     let tuning_stack = stack_mark();
 
-    // 5. The pieces of one ACKTR update, on the cost section's own copies.
-    let pieces = time_pieces(arena.probe()?, batch)?;
+    // 4. Whole updates from the nominal policy with inverse_every 1 and 10 (the same batches),
+    // then the replica on the batches of the second: same weights, pieces timed.
+    let (every_1, _) = time_updates(
+        arena.learner(Config {
+            inverse_every: 1,
+            ..acktr_cfg
+        })?,
+        batch,
+        plant,
+    )?;
+    let (every_10, weights) = time_updates(arena.learner(acktr_cfg)?, batch, plant)?;
+    let pieces = time_replica(arena.replica()?, &acktr_cfg, batch, plant, &weights)?;
     let marks = StackMarks {
         check: check_stack,
         tuning: tuning_stack,
-        pieces: stack_mark(),
+        costs: stack_mark(),
     };
 
-    // 6. Report.
+    // 5. Report.
+    let n = COST_UPDATES as u64;
+    let acktr_update = acktr.update.mean();
+    let sgd_update = sgd.update.mean();
     hprintln!("== costs, instructions (QEMU -icount shift=0: 1 instruction = 1 virtual ns)");
     hprintln!(
         "inference, act_deterministic           {:>9}",
+        act_det_1000 / 1000
+    );
+    hprintln!(
+        "inference, act (sampling)              {:>9}",
         act_1000 / 1000
     );
     hprintln!(
@@ -466,83 +537,86 @@ fn run(arena: &mut Arena, batch: &mut Batch) -> Result<bool, Failure> {
         acktr.collect.mean()
     );
     hprintln!(
-        "ACKTR update, factorizing              {:>9}  (mean of {})",
-        acktr.update_factorize.mean(),
-        acktr.update_factorize.count
+        "ACKTR update, fine-tuning runs         {:>9}  (mean of {}, inverse_every {})",
+        acktr_update,
+        acktr.update.count,
+        acktr_cfg.inverse_every
     );
     hprintln!(
-        "ACKTR update, reusing the factors      {:>9}  (mean of {})",
-        acktr.update_reuse.mean(),
-        acktr.update_reuse.count
+        "SGD update, fine-tuning runs           {:>9}  (mean of {}): ACKTR costs {}x an SGD update",
+        sgd_update,
+        sgd.update.count,
+        Fixed1(acktr_update as f32 / sgd_update.max(1) as f32)
     );
     hprintln!(
-        "ACKTR update, inverse_every 1          {:>9}  (mean of {})",
+        "ACKTR update, inverse_every 1          {:>9}  (mean of {} from the nominal policy)",
         every_1.mean(),
         every_1.count
     );
     hprintln!(
-        "ACKTR update, inverse_every 10         {:>9}  (mean of {}; the fine-tuning run: {})",
+        "ACKTR update, inverse_every 10         {:>9}  (mean of {}, the same batches): {}% less",
         every_10.mean(),
         every_10.count,
-        acktr.update().mean()
+        Fixed1(100.0 - percent(every_10.mean(), every_1.mean()))
     );
     hprintln!(
-        "SGD update, same loop                  {:>9}",
-        sgd.update().mean()
+        "the update in pieces: a replica of Learner::update from the core's public parts, on the batches of the inverse_every 10 line, weights bit for bit the same after each of its {} updates; mean per update:",
+        COST_UPDATES
     );
-    hprintln!("pieces, batch of 32 (timed separately on a copy):");
+    let whole = pieces.whole / n;
+    let rows: [(&str, u64); 10] = [
+        ("checks (validate, finiteness, grad norm)", pieces.checks),
+        ("forward x32 (forward_block x8)", pieces.forward),
+        ("heads: loss + Fisher output grads x32", pieces.heads),
+        (
+            "Fisher backward (backward_block x8)",
+            pieces.fisher_backward,
+        ),
+        ("loss backward (backward_block x8)", pieces.loss_backward),
+        ("gradient: accumulate_block x8, 1/B", pieces.gradient),
+        ("factor statistics: scale, observe x8", pieces.statistics),
+        ("inverse: factorize (LDL^T), amortised", pieces.factorize),
+        ("preconditioning", pieces.precondition),
+        ("step: trust region, momentum, weights", pieces.step),
+    ];
+    for (name, total) in rows {
+        hprintln!(
+            "  {:<40} {:>9}  {:>5}%",
+            name,
+            total / n,
+            Fixed1(percent(total, pieces.whole))
+        );
+    }
     hprintln!(
-        "  forward x32                          {:>9}",
-        pieces.forward
+        "  {:<40} {:>9}  (the pieces' sum: the laps are contiguous)",
+        "replica, whole",
+        whole
     );
     hprintln!(
-        "  loss gradient x32 (after forward)    {:>9}  (loss, backward, accumulate)",
-        pieces.gradient - pieces.forward
+        "  inverse per factorization: {} ({} of {} updates factorized); Learner::update on the same batches: {}, the replica {} more (its clock reads)",
+        pieces.factorize / u64::from(pieces.factorizations.max(1)),
+        pieces.factorizations,
+        COST_UPDATES,
+        every_10.mean(),
+        whole as i64 - every_10.mean() as i64
     );
+    let update_met = acktr_update <= UPDATE_GOAL;
     hprintln!(
-        "  Fisher backward x32 (after forward)  {:>9}  (sample, backward)",
-        pieces.fisher - pieces.forward
-    );
-    hprintln!("  statistics: scale                    {:>9}", pieces.scale);
-    hprintln!(
-        "  statistics: observe x32              {:>9}",
-        pieces.observe
-    );
-    hprintln!(
-        "  factorize (the inverse, LDL^T)       {:>9}",
-        pieces.factorize
-    );
-    hprintln!(
-        "  precondition                         {:>9}",
-        pieces.precondition
-    );
-    let reuse_from_pieces = pieces.fisher
-        + (pieces.gradient - pieces.forward)
-        + pieces.scale
-        + pieces.observe
-        + pieces.precondition;
-    hprintln!(
-        "  sum = update without factorize, less its step and checks {:>9}",
-        reuse_from_pieces
-    );
-    let amortised = every_10.mean();
-    hprintln!(
-        "goal: one update, inverse amortised (inverse_every 10) <= {}: {} ({})",
+        "goal (b): one ACKTR update, inverse amortised (the fine-tuning runs' mean) <= {}: {} ({}, {}% of the goal)",
         UPDATE_GOAL,
-        if amortised <= UPDATE_GOAL {
-            "met"
-        } else {
-            "MISSED"
-        },
-        amortised
+        if update_met { "met" } else { "MISSED" },
+        acktr_update,
+        Fixed1(percent(acktr_update, UPDATE_GOAL))
     );
 
     let mem = memory::usage();
     let stack = marks.max();
     hprintln!("== memory, bytes");
     hprintln!(
-        "flash {} of 524288 (the policy file {}); static RAM {} (arena {} = the learner {}; rollout {})",
+        "flash {} of {} ({}%; the policy file {}); static RAM {} (arena {} = the learner {}; rollout {})",
         mem.flash,
+        FLASH_BUDGET,
+        Fixed1(percent(mem.flash as u64, FLASH_BUDGET as u64)),
         POLICY.len(),
         mem.static_ram,
         core::mem::size_of::<Arena>(),
@@ -550,22 +624,33 @@ fn run(arena: &mut Arena, batch: &mut Batch) -> Result<bool, Failure> {
         core::mem::size_of::<Batch>()
     );
     hprintln!(
-        "stack high-water mark: {} for the whole run (corrupt-file check {}, fine-tuning {}, cost pieces {}; of {} available)",
+        "stack high-water mark: {} for the whole run (policy checks {}, fine-tuning {}, cost section {}; of {} available)",
         stack,
         marks.check,
         marks.tuning,
-        marks.pieces,
+        marks.costs,
         mem.stack_capacity
     );
-    let ram = mem.static_ram + stack;
+    // Sizes are compile-time constants: printing them instantiates no code of these nets.
     hprintln!(
-        "goal: static RAM + stack <= {}: {} ({})",
+        "learner bytes on this target (weights, gradient, momentum, K-FAC factors and their LDL^T): 4-16-16 shared {}, 4-32-32 shared {}, 4-32-32 separate {}, 4-64-64 shared {}, 4-64-64 separate {}",
+        core::mem::size_of::<Learner<4, 16, 2, 1>>(),
+        core::mem::size_of::<Learner<4, 32, 2, 1>>(),
+        core::mem::size_of::<Learner<4, 32, 2, 2>>(),
+        core::mem::size_of::<Learner<4, 64, 2, 1>>(),
+        core::mem::size_of::<Learner<4, 64, 2, 2>>()
+    );
+    let ram = mem.static_ram + stack;
+    let ram_met = ram <= RAM_GOAL;
+    hprintln!(
+        "goal (c): static RAM + stack <= {}: {} ({}, headroom {})",
         RAM_GOAL,
-        if ram <= RAM_GOAL { "met" } else { "MISSED" },
-        ram
+        if ram_met { "met" } else { "MISSED" },
+        ram,
+        RAM_GOAL as i64 - ram as i64
     );
 
-    // 7. Verdict.
+    // 6. Verdict.
     hprintln!(
         "== adaptation on the changed plant: mean return of {} deterministic episodes, after n device steps",
         EVAL_EPISODES
@@ -586,10 +671,9 @@ fn run(arena: &mut Arena, batch: &mut Batch) -> Result<bool, Failure> {
     hprintln!("ACKTR mean  {:>7.1}", Row(&acktr_mean));
     hprintln!("SGD mean    {:>7.1}", Row(&sgd_mean));
     let after = acktr_mean[CHECKPOINTS];
-    let pass = after >= before + MIN_GAIN && after >= MIN_RATIO * before;
+    let adapted = after >= before + MIN_GAIN && after >= MIN_RATIO * before;
     hprintln!(
-        "{}: ACKTR's mean after {} steps, {}, must be >= {} (nominal policy {} + {}) and >= {} ({} x); SGD's: {}",
-        if pass { "PASS" } else { "FAIL" },
+        "goal (a): ACKTR's mean after {} steps, {}, must be >= {} (nominal policy {} + {}) and >= {} ({} x): {}; SGD's: {}",
         DEVICE_STEPS,
         after,
         before + MIN_GAIN,
@@ -597,9 +681,27 @@ fn run(arena: &mut Arena, batch: &mut Batch) -> Result<bool, Failure> {
         MIN_GAIN,
         MIN_RATIO * before,
         MIN_RATIO,
+        if adapted { "met" } else { "MISSED" },
         sgd_mean[CHECKPOINTS]
     );
+    let pass = adapted && update_met && ram_met;
+    hprintln!(
+        "{}: adaptation {}, update cost {}, RAM {}",
+        if pass { "PASS" } else { "FAIL" },
+        if adapted { "met" } else { "MISSED" },
+        if update_met { "met" } else { "MISSED" },
+        if ram_met { "met" } else { "MISSED" }
+    );
     Ok(pass)
+}
+
+/// A number with one decimal.
+struct Fixed1(f32);
+
+impl core::fmt::Display for Fixed1 {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{:.1}", self.0)
+    }
 }
 
 /// Prints a row of numbers, each with the width and precision given to it.
@@ -664,20 +766,9 @@ fn fine_tune(
         });
         r?;
         costs.collect.add(cost);
-        // The core's rule: a natural update decomposes the factors when there is no
-        // decomposition yet, and every `inverse_every` natural updates.
-        let natural =
-            matches!(cfg.optimizer, Optimizer::Acktr) && learner.updates() >= cfg.cold_iters;
-        let factorizes = natural
-            && (!learner.curvature().is_factorized()
-                || (learner.updates() - cfg.cold_iters) % cfg.inverse_every == 0);
         let (r, cost) = clock::measure(|| learner.update(batch, &mut rng));
         r?;
-        if factorizes {
-            costs.update_factorize.add(cost);
-        } else {
-            costs.update_reuse.add(cost);
-        }
+        costs.update.add(cost);
         let steps = runner.env_steps();
         if steps % CHECKPOINT == 0 {
             curve[(steps / CHECKPOINT) as usize] = eval(&learner.net, params)?.0;
@@ -686,23 +777,20 @@ fn fine_tune(
     Ok(curve)
 }
 
-/// Time [`COST_UPDATES`] whole updates of `learner` with `inverse_every`.
+/// [`COST_UPDATES`] whole `Learner::update`s of `learner` on `params` from [`COST_SEED`]: their
+/// cost, and the weights' fingerprint after each.
 fn time_updates(
     learner: &mut Learn,
     batch: &mut Batch,
     params: CartPoleParams,
-    inverse_every: u32,
-) -> Result<Tally, Failure> {
-    let cfg = Config {
-        inverse_every,
-        ..*learner.config()
-    };
-    learner.set_config(cfg)?;
+) -> Result<(Tally, [u32; COST_UPDATES]), Failure> {
+    let cfg = *learner.config();
     let mut envs = [CartPole::new(params)];
-    let mut runner = Runner::new(&mut envs, 100);
-    let mut rng = Pcg64::from_seed(100);
+    let mut runner = Runner::new(&mut envs, COST_SEED);
+    let mut rng = Pcg64::from_seed(COST_SEED);
     let mut t = Tally::new();
-    for _ in 0..COST_UPDATES {
+    let mut weights = [0u32; COST_UPDATES];
+    for w in weights.iter_mut() {
         runner.collect(
             &learner.net,
             &mut envs,
@@ -715,107 +803,215 @@ fn time_updates(
         let (r, cost) = clock::measure(|| learner.update(batch, &mut rng));
         r?;
         t.add(cost);
+        *w = fingerprint(&learner.net);
     }
-    Ok(t)
+    Ok((t, weights))
 }
 
-/// Instructions of the pieces of one ACKTR update on a batch of 32 (each loop includes its own
-/// forward passes where it needs them).
+/// Instructions per piece of the update, summed over the replica's updates.
+#[derive(Default)]
 struct Pieces {
+    checks: u64,
     forward: u64,
-    /// Forward, loss gradient at the head, backward, accumulate into the gradient.
+    heads: u64,
+    fisher_backward: u64,
+    loss_backward: u64,
     gradient: u64,
-    /// Forward, sampled Fisher-loss gradient at the heads, backward.
-    fisher: u64,
-    scale: u64,
-    observe: u64,
+    statistics: u64,
     factorize: u64,
+    factorizations: u32,
     precondition: u64,
+    step: u64,
+    /// The replica's whole updates (= the sum of the pieces).
+    whole: u64,
 }
 
-/// Time the pieces of an update by hand with the core's public parts, as
-/// `Learner::update_steps` runs them (blocks of `Learner::BLOCK` samples: the gradient and the
-/// statistics take one rank-`BLOCK` update per block), on the probe's own statistics (their
-/// cost does not depend on the values).
-fn time_pieces(p: &mut Probe, batch: &Batch) -> Result<Pieces, Failure> {
-    const C: usize = Learn::BLOCK;
-    let cfg = ACKTR;
-    let mut rng = Pcg64::from_seed(7);
-    let mut fs = [Forward::zeros(); C];
-    let mut loss = [Backward::zeros(); C];
-    let mut fisher = [Backward::zeros(); C];
-    let net = &p.net;
-    let steps = batch.steps().as_flattened();
+/// A stopwatch whose laps are contiguous: every instruction between two splits goes to the
+/// piece named at the second, so the pieces add up to the whole.
+struct Lap(u64);
 
-    let (_, forward) = clock::measure(|| {
-        for s in steps {
-            net.forward(&s.obs, &mut fs[0]);
-            black_box(&fs[0]);
+impl Lap {
+    fn start() -> Self {
+        Lap(clock::ticks())
+    }
+
+    #[inline(always)]
+    fn split(&mut self, piece: &mut u64) {
+        let now = clock::ticks();
+        *piece += clock::instructions(now - self.0);
+        self.0 = now;
+    }
+}
+
+/// Run [`COST_UPDATES`] replica updates on the batches [`time_updates`] saw (same seeds, and
+/// the replica's network acts as the learner's did as long as their weights agree), checking
+/// the weights against `weights` after each.
+fn time_replica(
+    r: &mut Replica,
+    cfg: &Config,
+    batch: &mut Batch,
+    params: CartPoleParams,
+    weights: &[u32; COST_UPDATES],
+) -> Result<Pieces, Failure> {
+    let mut envs = [CartPole::new(params)];
+    let mut runner = Runner::new(&mut envs, COST_SEED);
+    let mut rng = Pcg64::from_seed(COST_SEED);
+    let mut p = Pieces::default();
+    for (k, &w) in weights.iter().enumerate() {
+        runner.collect(
+            &r.net,
+            &mut envs,
+            batch,
+            cfg.gamma,
+            cfg.gae_lambda,
+            &mut rng,
+            |_| {},
+        )?;
+        replica_update(r, cfg, batch.steps().as_flattened(), &mut rng, &mut p)?;
+        if fingerprint(&r.net) != w {
+            return Err(Failure::ReplicaDiverged(k + 1));
         }
-    });
-    p.grad.map_mut(|g| *g = 0.0);
-    let grad = &mut p.grad;
-    let (_, gradient) = clock::measure(|| {
-        for chunk in steps.chunks_exact(C) {
-            for ((s, f), lg) in chunk.iter().zip(fs.iter_mut()).zip(loss.iter_mut()) {
-                net.forward(&s.obs, f);
-                let mut gz = [0.0; 2];
-                let mut g_log_std = [0.0; 2];
-                black_box(net.head.loss_grad(
-                    &f.z,
-                    &net.log_std,
-                    &s.action,
-                    s.advantage,
-                    cfg.entropy_coef,
-                    &mut gz,
-                    &mut g_log_std,
-                ));
-                let gv = 2.0 * cfg.value_coef * (f.v - s.ret);
-                net.backward(f, &gz, gv, lg);
+    }
+    Ok(p)
+}
+
+/// Samples per block, as `Learner::update` takes them.
+const BLOCK: usize = Learn::BLOCK;
+
+/// `Learner::update` (a natural step of a categorical net, `stat_stride` 1: what the demo
+/// runs) spelled out with the core's public parts in the same order, so that every float
+/// operation is the same and the weights come out bit for bit the same, with a lap of the
+/// clock between the pieces. The blocks are full ones: 32 samples, [`BLOCK`] at a time.
+#[inline(never)]
+fn replica_update(
+    r: &mut Replica,
+    cfg: &Config,
+    steps: &[Step<4, 2>],
+    rng: &mut Pcg64,
+    p: &mut Pieces,
+) -> Result<(), Failure> {
+    const { assert!(32 % BLOCK == 0) };
+    if cfg.optimizer != Optimizer::Acktr
+        || r.updates < cfg.cold_iters
+        || cfg.stat_stride != 1
+        || r.net.head != HeadKind::Categorical
+        || steps.len() % BLOCK != 0
+    {
+        return Err(Failure::ReplicaUnsupported);
+    }
+    let mut lap = Lap::start();
+    let t0 = lap.0;
+    cfg.validate()?;
+    if steps.is_empty() {
+        return Err(Error::UpdateEmptyRollout.into());
+    }
+    if !steps.iter().all(|s| s.is_finite()) {
+        return Err(Error::UpdateNonFiniteInput.into());
+    }
+    let inv_b = 1.0 / steps.len() as f32;
+    let k = r.updates as f32;
+    let rho = cfg.stat_decay.min(k / (k + 1.0));
+    lap.split(&mut p.checks);
+    r.curvature.scale(rho);
+    let w_stat = (1.0 - rho) * inv_b;
+    lap.split(&mut p.statistics);
+    r.grad.map_mut(|g| *g = 0.0);
+    lap.split(&mut p.gradient);
+
+    // The blocks: forward, the heads' gradients, the two backward passes, then one rank-BLOCK
+    // update each of the gradient and the statistics.
+    let mut fb = ForwardBlock::<4, 32, 2, 1, BLOCK>::zeros();
+    let mut bb = BackwardBlock::<32, 2, 1, BLOCK>::zeros();
+    let mut fs = [Forward::zeros(); BLOCK];
+    let mut fgs = [Backward::zeros(); BLOCK];
+    let (mut gz_loss, mut gz_fisher) = ([[0.0f32; BLOCK]; 2], [[0.0f32; BLOCK]; 2]);
+    let (mut gv_loss, mut gv_fisher) = ([0.0f32; BLOCK], [0.0f32; BLOCK]);
+    let mut losses = [0.0f32; 3];
+    for block in steps.chunks_exact(BLOCK) {
+        for (b, s) in block.iter().enumerate() {
+            fb.set_obs(b, &s.obs);
+        }
+        r.net.forward_block(&mut fb);
+        lap.split(&mut p.forward);
+        for (b, s) in block.iter().enumerate() {
+            let z = fb.z_of(b);
+            let v = fb.v[0][b];
+            let mut gz = [0.0; 2];
+            let (logp, ent) = r.net.head.loss_grad(
+                &z,
+                &r.net.log_std,
+                &s.action,
+                s.advantage,
+                cfg.entropy_coef,
+                &mut gz,
+                &mut r.grad.log_std,
+            );
+            for (row, g) in gz_loss.iter_mut().zip(gz) {
+                row[b] = g;
             }
-            grad.accumulate_chunk(&fs, &loss);
-        }
-    });
-    let fisher_pass = |f: &mut Forward<4, 32, 2, 1>,
-                       bw: &mut Backward<32, 2, 1>,
-                       rng: &mut Pcg64,
-                       obs: &[f32; 4]| {
-        net.forward(obs, f);
-        let mut gz = [0.0; 2];
-        net.head.fisher_grad(&f.z, &net.log_std, rng, &mut gz);
-        let gv = -cfg.vf_fisher_coef * standard_normal(rng);
-        net.backward(f, &gz, gv, bw);
-    };
-    let (_, fisher_only) = clock::measure(|| {
-        for chunk in steps.chunks_exact(C) {
-            for ((s, f), fg) in chunk.iter().zip(fs.iter_mut()).zip(fisher.iter_mut()) {
-                fisher_pass(f, fg, &mut rng, &s.obs);
+            gv_loss[b] = 2.0 * cfg.value_coef * (v - s.ret);
+            losses[0] -= s.advantage * logp;
+            losses[1] += (s.ret - v) * (s.ret - v);
+            losses[2] += ent;
+            r.net.head.fisher_grad(&z, &r.net.log_std, rng, &mut gz);
+            for (row, g) in gz_fisher.iter_mut().zip(gz) {
+                row[b] = g;
             }
-            black_box(&fisher);
+            gv_fisher[b] = -cfg.vf_fisher_coef * standard_normal(rng);
         }
+        lap.split(&mut p.heads);
+        fb.unpack(&mut fs);
+        lap.split(&mut p.forward);
+        r.net.backward_block(&fb, &gz_fisher, &gv_fisher, &mut bb);
+        bb.unpack(&mut fgs);
+        lap.split(&mut p.fisher_backward);
+        r.net.backward_block(&fb, &gz_loss, &gv_loss, &mut bb);
+        lap.split(&mut p.loss_backward);
+        r.grad.accumulate_block(&fs, &bb);
+        lap.split(&mut p.gradient);
+        r.curvature.observe_chunk(&fs, &fgs, w_stat);
+        lap.split(&mut p.statistics);
+    }
+    black_box(losses);
+    let (wd, net) = (cfg.weight_decay, &r.net);
+    r.grad.zip_mut(net, |g, w| *g = *g * inv_b + wd * w);
+    lap.split(&mut p.gradient);
+
+    if !r.curvature.is_finite() {
+        // As the learner, start the statistics afresh; in place (a new `Curvature` would be a
+        // curvature-sized temporary on the stack).
+        r.curvature
+            .visit_mut(|s| s.iter_mut().for_each(|v| *v = 0.0));
+        r.curvature.set_factorized(false);
+        return Err(Error::UpdateNonFiniteCurvature.into());
+    }
+    if !r.grad.is_finite() {
+        return Err(Error::UpdateNonFiniteGradient.into());
+    }
+    black_box(libm::sqrtf(r.grad.fold_with(&r.grad, |a, _| a * a)));
+    lap.split(&mut p.checks);
+
+    let since = r.updates - cfg.cold_iters;
+    if !r.curvature.is_factorized() || since % cfg.inverse_every == 0 {
+        r.curvature.factorize(cfg.damping)?;
+        p.factorizations += 1;
+    }
+    lap.split(&mut p.factorize);
+    let q = r.curvature.precondition(&mut r.grad)?;
+    lap.split(&mut p.precondition);
+    if !r.grad.is_finite() {
+        return Err(Error::UpdateNonFiniteGradient.into());
+    }
+    lap.split(&mut p.checks);
+    let eta = trust_region::step_size(q, cfg.eta_max, cfg.kl_clip)?;
+    let m = cfg.momentum;
+    let (net, dir, state) = (&mut r.net, &r.grad, &mut r.velocity);
+    net.zip3_mut(dir, state, |w, d, u| {
+        *u = m * *u + (1.0 - m) * eta * d;
+        *w -= *u;
     });
-    let curvature = &mut p.curvature;
-    let (_, scale) = clock::measure(|| curvature.scale(black_box(0.99)));
-    let w = (1.0 - 0.99) / steps.len() as f32;
-    let (_, fisher_and_observe) = clock::measure(|| {
-        for chunk in steps.chunks_exact(C) {
-            for ((s, f), fg) in chunk.iter().zip(fs.iter_mut()).zip(fisher.iter_mut()) {
-                fisher_pass(f, fg, &mut rng, &s.obs);
-            }
-            curvature.observe_chunk(&fs, &fisher, w);
-        }
-    });
-    let (r, factorize) = clock::measure(|| curvature.factorize(cfg.damping));
-    r?;
-    let (q, precondition) = clock::measure(|| curvature.precondition(grad));
-    black_box(q?);
-    Ok(Pieces {
-        forward,
-        gradient,
-        fisher: fisher_only,
-        scale,
-        observe: fisher_and_observe.saturating_sub(fisher_only),
-        factorize,
-        precondition,
-    })
+    r.updates += 1;
+    lap.split(&mut p.step);
+    p.whole += clock::instructions(lap.0 - t0);
+    Ok(())
 }
