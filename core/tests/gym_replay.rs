@@ -9,7 +9,8 @@
 //!   after each episode, and demands every state, observation, reward (f64 and f32),
 //!   `terminated` and `truncated` **bit for bit**: tolerance 0 everywhere. It runs when the
 //!   C library reproduces numpy's recorded `sin`/`cos`/`x**2` probes (`libm_probe.txt`): the
-//!   recordings were made on x86-64 glibc 2.36 with FMA; elsewhere it says so and skips.
+//!   recordings were made on x86-64 glibc 2.36 with FMA; elsewhere it says so and skips, unless
+//!   `ACKTR_REQUIRE_STRICT=1` is set, which turns the skip into a failure (CI sets it).
 //! * **Portable** (`LibmMath`, the default of the crate, what a device runs): the same replay,
 //!   but the recorded state is loaded before every step, because `libm`'s `sin`/`cos` differ
 //!   from glibc's in the last bit for ~1–3 % of arguments, glibc's `pow(x, 2.0)` differs from
@@ -510,12 +511,35 @@ fn c_library_matches_numpy() -> bool {
     bad == 0
 }
 
+/// Set to `1` (CI on the recording platform, x86-64 glibc) to make a C library that fails the
+/// probes an error instead of a skip, so the strict replay cannot silently stop running.
+const REQUIRE_STRICT: &str = "ACKTR_REQUIRE_STRICT";
+
+/// Whether the strict replay runs: the C library must match the probes. A mismatch skips it,
+/// or fails the test under `ACKTR_REQUIRE_STRICT=1`.
 fn strict_enabled() -> bool {
+    let required = strict_required();
     let ok = c_library_matches_numpy();
     if !ok {
-        eprintln!("strict replay skipped (see NOTE above)");
+        assert!(
+            !required,
+            "{REQUIRE_STRICT}=1 but this C library fails the sin/cos/pow probes (see NOTE \
+             above): the strict (bit-exact) replay cannot run here"
+        );
+        eprintln!("strict replay skipped (see NOTE above; {REQUIRE_STRICT}=1 makes this fail)");
     }
     ok
+}
+
+/// `ACKTR_REQUIRE_STRICT` is set to `1`; any other value is refused, so that a typo in CI
+/// (`true`, `yes`) cannot quietly turn the requirement off.
+fn strict_required() -> bool {
+    match std::env::var(REQUIRE_STRICT) {
+        Err(std::env::VarError::NotPresent) => false,
+        Ok(v) if v == "1" => true,
+        Ok(v) if v == "0" || v.is_empty() => false,
+        other => panic!("{REQUIRE_STRICT} must be 1 or 0, got {other:?}"),
+    }
 }
 
 fn report(name: &str, mode: &str, st: &Stats) {

@@ -9,10 +9,10 @@ use std::time::Instant;
 use acktr_core::{Ending, HeadKind};
 
 use crate::agent::{Agent, HostRollout};
-use crate::envs::{self, Actions, Space, VecEnv};
+use crate::envs::{self, Actions, ObsNormState, Space, VecEnv};
 use crate::error::{HostError, Result};
 use crate::native::{self, NativeSpec};
-use crate::run::checkpoint::Checkpoint;
+use crate::run::checkpoint::{self, Checkpoint};
 use crate::run::RunDir;
 use crate::settings::{ArchArg, Backend, DeviceArg, Settings, TrainArgs};
 use crate::torch_hooks;
@@ -346,7 +346,12 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
         torch_gate(&s, args.device)?;
         (None, s, false)
     };
-    let mut env = envs::make_with(&settings.env, settings.num_envs, &settings.env_options)?;
+    let mut env = envs::make_with(
+        &settings.env,
+        settings.num_envs,
+        &settings.env_options,
+        settings.config.gamma,
+    )?;
     let mut agent = make_agent(&mut settings, env.as_ref(), args.device)?;
     let config_json = serde_json::json!({
         "settings": settings,
@@ -389,6 +394,11 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
             monitor_rows = meta["monitor_rows"].as_u64();
             progress_rows = meta["progress_rows"].as_u64();
             agent.load(&loaded.checkpoint.blobs)?;
+            if settings.env_options.normalize_obs {
+                // Before the reset: the policy was trained on inputs normalised with these.
+                let state = saved_obs_norm(&loaded.checkpoint, &loaded.path)?;
+                env.set_obs_norm_state(&state)?;
+            }
         } else {
             eprintln!(
                 "acktr: no checkpoint in {}; starting from scratch",
@@ -529,14 +539,12 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
                 }
             }
         }
-        if settings.eval_every > 0
-            && !settings.env_options.normalize_obs
-            && env_steps - last_eval >= settings.eval_every
-        {
+        if settings.eval_every > 0 && env_steps - last_eval >= settings.eval_every {
             last_eval = env_steps;
-            let r = evaluate(
+            let r = evaluate_with(
                 agent.as_mut(),
                 &settings.env,
+                env.obs_norm_state()?.as_ref(),
                 settings.eval_episodes,
                 settings.seed.wrapping_add(1_000_000),
                 true,
@@ -558,6 +566,7 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
             save(
                 &run,
                 agent.as_ref(),
+                env.as_ref(),
                 env_steps,
                 &mut monitor,
                 &mut progress,
@@ -572,19 +581,30 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
     save(
         &run,
         agent.as_ref(),
+        env.as_ref(),
         env_steps,
         &mut monitor,
         &mut progress,
         &mut tb,
     )?;
-    if let Ok(bytes) = agent.export() {
-        crate::run::checkpoint::write_atomic(run.path().join("policy.ackp"), &bytes)?;
+    let obs_norm = env.obs_norm_state()?;
+    // A policy file has no normaliser: without one it would be fed raw observations.
+    if obs_norm.is_none() {
+        if let Ok(bytes) = agent.export() {
+            checkpoint::write_atomic(run.path().join("policy.ackp"), &bytes)?;
+        }
+    } else if !args.quiet {
+        eprintln!(
+            "acktr: no policy.ackp (the policy file format has no observation normaliser; \
+             the statistics are in the checkpoint)"
+        );
     }
     let sps = (env_steps - start_steps) as f64 / start.elapsed().as_secs_f64().max(1e-9);
-    let eval_return = if settings.eval_episodes > 0 && !settings.env_options.normalize_obs {
-        Some(evaluate(
+    let eval_return = if settings.eval_episodes > 0 {
+        Some(evaluate_with(
             agent.as_mut(),
             &settings.env,
+            obs_norm.as_ref(),
             settings.eval_episodes,
             settings.seed.wrapping_add(1_000_000),
             true,
@@ -633,9 +653,12 @@ fn non_finite(e: HostError, update: u64) -> HostError {
     HostError::NonFinite { what, update }
 }
 
+/// Checkpoint the agent, the counters and (with `--normalize-obs`) the observation
+/// normaliser's statistics.
 fn save(
     run: &RunDir,
     agent: &dyn Agent,
+    env: &dyn VecEnv,
     env_steps: u64,
     monitor: &mut crate::run::Monitor,
     progress: &mut crate::run::Progress,
@@ -654,8 +677,31 @@ fn save(
     for (name, bytes) in agent.save()? {
         ck = ck.with_blob(name, bytes);
     }
+    if let Some(state) = env.obs_norm_state()? {
+        ck = ck.with_blob(
+            checkpoint::OBS_NORM_BLOB,
+            checkpoint::obs_norm_to_blob(&state)?,
+        );
+    }
     run.save_checkpoint(&ck)?;
     Ok(())
+}
+
+/// The observation statistics saved in `ckpt` (read from `path`), which a `--normalize-obs`
+/// run needs; a checkpoint without them is refused with [`HostError::BadFile`].
+fn saved_obs_norm(ckpt: &Checkpoint, path: &Path) -> Result<ObsNormState> {
+    let bytes = ckpt
+        .blob(checkpoint::OBS_NORM_BLOB)
+        .ok_or_else(|| HostError::BadFile {
+            path: path.to_path_buf(),
+            reason: format!(
+                "the run normalises observations (--normalize-obs) but this checkpoint has no \
+             `{}` blob (written by a build that did not save the statistics): the policy's \
+             inputs cannot be rebuilt; train the run again",
+                checkpoint::OBS_NORM_BLOB
+            ),
+        })?;
+    checkpoint::obs_norm_from_blob(bytes, path)
 }
 
 /// Mean undiscounted return of `episodes` episodes of one environment (`deterministic`: argmax
@@ -667,12 +713,31 @@ pub fn evaluate(
     seed: u64,
     deterministic: bool,
 ) -> Result<f64> {
+    evaluate_with(agent, env_id, None, episodes, seed, deterministic)
+}
+
+/// [`evaluate`], the policy fed observations normalised with `obs_norm` when given. The
+/// statistics are frozen: the evaluation environment itself normalises nothing, so it cannot
+/// update them, and the numbers are the training normaliser's arithmetic
+/// ([`ObsNormState::normalize`]).
+pub fn evaluate_with(
+    agent: &mut dyn Agent,
+    env_id: &str,
+    obs_norm: Option<&ObsNormState>,
+    episodes: u32,
+    seed: u64,
+    deterministic: bool,
+) -> Result<f64> {
     let mut env = envs::make(env_id, 1)?;
     let mut obs = env.reset(seed)?;
     let mut returns = Vec::new();
     let mut guard = 0u64;
     while returns.len() < episodes as usize {
-        let (a, _) = agent.act(&obs, 1, deterministic)?;
+        let input = match obs_norm {
+            Some(n) => n.normalize(&obs)?,
+            None => obs.clone(),
+        };
+        let (a, _) = agent.act(&input, 1, deterministic)?;
         let step = env.step(&env_actions(env.action_space(), &a, 1))?;
         obs = step.obs;
         returns.extend(step.episodes.iter().map(|e| e.ret));
@@ -700,7 +765,9 @@ fn run_settings(run: &RunDir, config: &serde_json::Value) -> Result<Settings> {
     })
 }
 
-/// Rebuild a run's agent from its folder and last checkpoint.
+/// Rebuild a run's agent from its folder and last checkpoint. A `--normalize-obs` run's agent
+/// comes wrapped in [`ObsNormalized`] with the checkpoint's statistics, so that it can be fed
+/// raw observations ([`evaluate`]).
 pub fn load_run(dir: &Path) -> Result<(Settings, Box<dyn Agent>)> {
     let (run, cfg) = RunDir::open_for_resume(dir)?;
     let mut s = run_settings(&run, &cfg)?;
@@ -724,7 +791,70 @@ pub fn load_run(dir: &Path) -> Result<(Settings, Box<dyn Agent>)> {
         reason: "no checkpoint in this run folder".into(),
     })?;
     agent.load(&loaded.checkpoint.blobs)?;
+    if s.env_options.normalize_obs {
+        let norm = saved_obs_norm(&loaded.checkpoint, &loaded.path)?;
+        if norm.mean.len() != env.obs_len() {
+            return Err(HostError::BadFile {
+                path: loaded.path,
+                reason: format!(
+                    "observation statistics of {} components for observations of {}",
+                    norm.mean.len(),
+                    env.obs_len()
+                ),
+            });
+        }
+        return Ok((s, Box::new(ObsNormalized { inner: agent, norm })));
+    }
     Ok((s, agent))
+}
+
+/// An agent trained on normalised observations, fed raw ones: every observation goes through
+/// the saved, frozen statistics first ([`ObsNormState::normalize`]). For evaluation; it cannot
+/// export (a policy file has no normaliser) and passes updates through unchanged.
+pub struct ObsNormalized {
+    /// The trained agent.
+    pub inner: Box<dyn Agent>,
+    /// The training normaliser's statistics at the checkpoint.
+    pub norm: ObsNormState,
+}
+
+impl Agent for ObsNormalized {
+    fn act(&mut self, obs: &[f32], n: usize, deterministic: bool) -> Result<(Vec<f32>, Vec<f32>)> {
+        let x = self.norm.normalize(obs)?;
+        self.inner.act(&x, n, deterministic)
+    }
+    fn values(&mut self, obs: &[f32], n: usize) -> Result<Vec<f32>> {
+        let x = self.norm.normalize(obs)?;
+        self.inner.values(&x, n)
+    }
+    fn update(&mut self, rollout: &HostRollout) -> Result<acktr_core::UpdateStats> {
+        self.inner.update(rollout)
+    }
+    fn config(&self) -> acktr_core::Config {
+        self.inner.config()
+    }
+    fn set_config(&mut self, config: acktr_core::Config) -> Result<()> {
+        self.inner.set_config(config)
+    }
+    fn updates(&self) -> u32 {
+        self.inner.updates()
+    }
+    fn save(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        self.inner.save()
+    }
+    fn load(&mut self, blobs: &[(String, Vec<u8>)]) -> Result<()> {
+        self.inner.load(blobs)
+    }
+    fn export(&self) -> Result<Vec<u8>> {
+        Err(HostError::InvalidSetting(
+            "this run normalises observations (--normalize-obs) and the policy file format has \
+             no normaliser: an exported policy would be fed raw observations"
+                .into(),
+        ))
+    }
+    fn describe(&self) -> serde_json::Value {
+        self.inner.describe()
+    }
 }
 
 #[cfg(test)]

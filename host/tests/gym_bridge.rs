@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use acktr_host::envs::gym::{GymOptions, GymVecEnv};
-use acktr_host::envs::{self, Actions, Space, StepBatch, VecEnv};
+use acktr_host::envs::{self, Actions, ObsNormState, Space, StepBatch, VecEnv};
 use acktr_host::HostError;
 
 /// A small deterministic action stream (xorshift64*), the same for both sides of a comparison.
@@ -295,6 +295,181 @@ fn mujoco_normalisation_keeps_raw_returns() {
     norm.set_update_stats(false).unwrap();
 }
 
+/// Restored statistics are the saved ones bit for bit, and a frozen normaliser leaves them
+/// alone and normalises exactly as [`ObsNormState::normalize`] does (what evaluation of a
+/// `--normalize-obs` run feeds the policy): the truth is the unnormalised environment with the
+/// same seed and actions, normalised here. ε = 0.5 (not 1e-8) so that dropping it would show.
+#[test]
+fn frozen_normaliser_matches_the_rust_arithmetic() {
+    let opts = GymOptions {
+        normalize_obs: true,
+        epsilon: 0.5,
+        ..GymOptions::default()
+    };
+    // MountainCar-v0 (float32 observations, served by Gymnasium only).
+    let mut plain = GymVecEnv::new("MountainCar-v0", 2, &GymOptions::default()).unwrap();
+    let mut norm = GymVecEnv::new("MountainCar-v0", 2, &opts).unwrap();
+    let saved = ObsNormState {
+        mean: vec![-0.5, 0.001],
+        var: vec![0.04, 1e-6],
+        count: 1234.5,
+        epsilon: 0.5,
+    };
+    norm.set_obs_norm_state(&saved).unwrap();
+    let back = norm.obs_norm_state().unwrap().unwrap();
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(
+        (bits(&back.mean), bits(&back.var), back.count.to_bits()),
+        (bits(&saved.mean), bits(&saved.var), saved.count.to_bits())
+    );
+    norm.set_update_stats(false).unwrap();
+    let raw = plain.reset(7).unwrap();
+    let got = norm.reset(7).unwrap();
+    assert_eq!(got, saved.normalize(&raw).unwrap());
+    let (mut sa, mut sb) = (Stream(5), Stream(5));
+    for _ in 0..300 {
+        let a = plain.step(&sa.discrete(2, 3)).unwrap();
+        let b = norm.step(&sb.discrete(2, 3)).unwrap();
+        assert_eq!(b.obs, saved.normalize(&a.obs).unwrap());
+        assert_eq!(a.rewards, b.rewards);
+    }
+    assert_eq!(
+        norm.obs_norm_state().unwrap().unwrap(),
+        saved,
+        "frozen stats moved"
+    );
+    // A different ε is refused: the statistics belong to one formula.
+    let wrong = ObsNormState {
+        epsilon: 1e-8,
+        ..saved
+    };
+    assert!(matches!(
+        norm.set_obs_norm_state(&wrong),
+        Err(HostError::InvalidSetting(_))
+    ));
+}
+
+/// `acktr train` on a Gymnasium-only id with `--normalize-obs`, then `--resume`, then `acktr
+/// eval`: the checkpoint carries the statistics, the resumed run continues them (the
+/// normaliser's count is the number of observations it has seen, counted here: 4 environments
+/// × (1 reset + 80 steps) per run, from Gymnasium's initial 1e-4), evaluation runs with them,
+/// and the reward normaliser's γ is the run's `--gamma`.
+#[test]
+fn normalize_obs_statistics_survive_resume_and_reach_eval() {
+    use acktr_host::run::checkpoint;
+    use std::process::Command;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let out_s = out.to_str().unwrap();
+    let acktr = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_acktr"))
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            err,
+        )
+    };
+    let train = |total: &str, resume: bool| {
+        let mut args = vec![
+            "train",
+            "--env",
+            "CartPole-v0",
+            "--normalize-obs",
+            "--normalize-reward",
+            "--gamma",
+            "0.95",
+            "--num-envs",
+            "4",
+            "--num-steps",
+            "8",
+            "--total-steps",
+            total,
+            "--eval-episodes",
+            "2",
+            "--seed",
+            "3",
+            "--out",
+            out_s,
+        ];
+        if resume {
+            args.push("--resume");
+        }
+        let (ok, _, err) = acktr(&args);
+        assert!(ok, "{err}");
+        assert!(err.contains("deterministic eval (2 episodes)"), "{err}");
+    };
+    let stats = || {
+        let path = out.join(checkpoint::FILE_NAME);
+        let ck = checkpoint::load(&path).unwrap();
+        let blob = ck
+            .blob(checkpoint::OBS_NORM_BLOB)
+            .expect("statistics saved");
+        checkpoint::obs_norm_from_blob(blob, &path).unwrap()
+    };
+    train("320", false);
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        config["env"]["preprocessing"]["normalize_reward"]["gamma"],
+        0.95
+    );
+    assert!(
+        !out.join("policy.ackp").exists(),
+        "a policy file without its normaliser"
+    );
+    let first = stats();
+    let per_run = 4.0 * (1.0 + 80.0);
+    assert!(
+        (first.count - (1e-4 + per_run)).abs() < 1e-9,
+        "{}",
+        first.count
+    );
+    assert_eq!(first.mean.len(), 4);
+    train("640", true);
+    let second = stats();
+    assert!(
+        (second.count - (1e-4 + 2.0 * per_run)).abs() < 1e-9,
+        "resume did not continue the statistics: count {}",
+        second.count
+    );
+    // Parallel-variance merge of the saved statistics with the second run's: the mean moves by
+    // (new mean − old mean)·(new count / total), never jumps back to a fresh start's.
+    assert_ne!(second.mean, first.mean);
+    let (ok, stdout, err) = acktr(&["eval", out_s, "--episodes", "2"]);
+    assert!(ok && stdout.contains("deterministic"), "{stdout}{err}");
+    assert_eq!(stats(), second, "evaluation must not touch the checkpoint");
+    let (ok, _, err) = acktr(&[
+        "export",
+        out_s,
+        "--out",
+        out.join("p.ackp").to_str().unwrap(),
+    ]);
+    assert!(!ok && err.contains("normaliser"), "{err}");
+    // A checkpoint from before the statistics were saved: refused, saying why.
+    let path = out.join(checkpoint::FILE_NAME);
+    let mut ck = checkpoint::load(&path).unwrap();
+    ck.blobs.retain(|(n, _)| n != checkpoint::OBS_NORM_BLOB);
+    std::fs::remove_file(out.join(checkpoint::PREV_FILE_NAME)).unwrap();
+    checkpoint::write_atomic(&path, &ck.to_bytes().unwrap()).unwrap();
+    let (ok, _, err) = acktr(&["eval", out_s, "--episodes", "1"]);
+    assert!(!ok && err.contains(checkpoint::OBS_NORM_BLOB), "{err}");
+    let (ok, _, err) = acktr(&[
+        "train",
+        "--env",
+        "CartPole-v0",
+        "--resume",
+        "--total-steps",
+        "960",
+        "--out",
+        out_s,
+    ]);
+    assert!(!ok && err.contains(checkpoint::OBS_NORM_BLOB), "{err}");
+}
+
 #[test]
 fn unknown_id_is_unknown_env() {
     match envs::make("NoSuchEnv-v0", 1) {
@@ -308,13 +483,73 @@ fn unknown_id_is_unknown_env() {
     }
 }
 
+/// Registers, in the embedded interpreter, two toy environments whose observations are fine
+/// (a 2-vector) and whose action spaces the policy heads cannot serve: no registered
+/// Gymnasium id has one (toy-text ids fail on their observations first, MuJoCo's actions are
+/// 1-D boxes, Atari's and MinAtar's discrete).
+fn register_unsupported_action_envs() {
+    use pyo3::prelude::*;
+    // Loads the bridge, which puts the virtualenv's gymnasium on sys.path.
+    drop(envs::make("MountainCar-v0", 1).unwrap());
+    Python::attach(|py| {
+        py.run(
+            c"
+import gymnasium as gym
+import numpy as np
+
+class _Toy(gym.Env):
+    def __init__(self, action_space):
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self.action_space = action_space
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(2, np.float32), 0.0, False, False, {}
+
+for env_id, space in [
+    ('AcktrTest/ToyMulti-v0', gym.spaces.MultiDiscrete([3, 2])),
+    ('AcktrTest/ToyBox-v0', gym.spaces.Box(-1.0, 1.0, (2, 2), np.float32)),
+]:
+    if env_id not in gym.registry:
+        gym.register(env_id, entry_point=lambda space=space: _Toy(space))
+",
+            None,
+            None,
+        )
+        .unwrap();
+    });
+}
+
 #[test]
 fn unsupported_spaces_are_named() {
     // Blackjack: Tuple observations; FrozenLake: Discrete observations.
     for (id, space) in [("Blackjack-v1", "Tuple"), ("FrozenLake-v1", "Discrete")] {
         match envs::make(id, 2) {
             Err(HostError::UnsupportedSpace(m)) => {
-                assert!(m.contains(id) && m.contains(space), "{m}")
+                assert!(
+                    m.contains(id) && m.contains("observation space") && m.contains(space),
+                    "{m}"
+                )
+            }
+            Err(e) => panic!("{id}: wrong error: {e}"),
+            Ok(_) => panic!("{id}: accepted"),
+        }
+    }
+    // Action spaces: MultiDiscrete, and a Box that is not 1-D (its shape is the reason).
+    register_unsupported_action_envs();
+    for (id, space) in [
+        ("AcktrTest/ToyMulti-v0", "MultiDiscrete"),
+        ("AcktrTest/ToyBox-v0", "(2, 2)"),
+    ] {
+        match envs::make(id, 2) {
+            Err(HostError::UnsupportedSpace(m)) => {
+                assert!(
+                    m.contains(id) && m.contains("action space") && m.contains(space),
+                    "{m}"
+                )
             }
             Err(e) => panic!("{id}: wrong error: {e}"),
             Ok(_) => panic!("{id}: accepted"),

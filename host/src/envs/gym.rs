@@ -4,7 +4,8 @@
 //! The Python half is `gym/bridge.py`, compiled into the binary and run as the module
 //! `acktr_gym_bridge`. Each [`VecEnv::step`] is **one** Python call for the whole batch: the
 //! actions go in as one `bytes` object, the observations come back as one C-contiguous
-//! float32 numpy array that is copied once, through the buffer protocol, into the `Vec<f32>`.
+//! float32 numpy array that is copied once, through the buffer protocol, into the `Vec<f32>`
+//! (the crossing's one copy; the tch backend copies the batch again into a `Tensor`).
 //!
 //! Three families (docs/gymnasium.md has the details):
 //! - **Atari** (`ALE/*-v5`, `*NoFrameskip-v4`, any id whose entry point is ale_py's `AtariEnv`):
@@ -94,17 +95,8 @@ impl Default for GymOptions {
     }
 }
 
-/// Running statistics of the observation normaliser (to save with a checkpoint and restore
-/// for evaluation or export).
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObsNormState {
-    /// Per-component mean.
-    pub mean: Vec<f64>,
-    /// Per-component variance.
-    pub var: Vec<f64>,
-    /// Number of observations seen (Gymnasium starts at 1e-4).
-    pub count: f64,
-}
+/// The normaliser's statistics, defined next to the trait that reads and restores them.
+pub use super::ObsNormState;
 
 /// `num_envs` Gymnasium environments behind the [`VecEnv`] trait.
 pub struct GymVecEnv {
@@ -115,6 +107,8 @@ pub struct GymVecEnv {
     space: Space,
     describe: serde_json::Value,
     wire: Wire,
+    /// The normalisers' ε (reported with the observation statistics).
+    epsilon: f64,
     bridge: Py<PyAny>,
 }
 
@@ -193,35 +187,9 @@ impl GymVecEnv {
                 space,
                 describe,
                 wire,
+                epsilon: opts.epsilon,
                 bridge: bridge.unbind(),
             })
-        })
-    }
-
-    /// The observation normaliser's statistics, `None` when `normalize_obs` is off.
-    pub fn obs_norm_state(&self) -> Result<Option<ObsNormState>> {
-        Python::attach(|py| {
-            let state: Option<(Vec<f64>, Vec<f64>, f64)> = self
-                .bridge
-                .bind(py)
-                .call_method0("obs_norm_state")
-                .and_then(|s| s.extract())
-                .map_err(|e| py_err(py, e))?;
-            Ok(state.map(|(mean, var, count)| ObsNormState { mean, var, count }))
-        })
-    }
-
-    /// Restore the observation normaliser's statistics (e.g. from a checkpoint).
-    pub fn set_obs_norm_state(&mut self, state: &ObsNormState) -> Result<()> {
-        Python::attach(|py| {
-            let bridge = self.bridge.bind(py);
-            bridge
-                .call_method1(
-                    "set_obs_norm_state",
-                    (state.mean.clone(), state.var.clone(), state.count),
-                )
-                .map(drop)
-                .map_err(|e| classify_err(py, &self.id, e))
         })
     }
 
@@ -347,6 +315,45 @@ impl VecEnv for GymVecEnv {
 
     fn describe(&self) -> serde_json::Value {
         self.describe.clone()
+    }
+
+    /// The observation normaliser's statistics, `None` when `normalize_obs` is off.
+    fn obs_norm_state(&self) -> Result<Option<ObsNormState>> {
+        Python::attach(|py| {
+            let state: Option<(Vec<f64>, Vec<f64>, f64)> = self
+                .bridge
+                .bind(py)
+                .call_method0("obs_norm_state")
+                .and_then(|s| s.extract())
+                .map_err(|e| py_err(py, e))?;
+            Ok(state.map(|(mean, var, count)| ObsNormState {
+                mean,
+                var,
+                count,
+                epsilon: self.epsilon,
+            }))
+        })
+    }
+
+    /// Restore the observation normaliser's statistics (a resumed run). Its ε must be this
+    /// environment's: the statistics were gathered for that formula.
+    fn set_obs_norm_state(&mut self, state: &ObsNormState) -> Result<()> {
+        if state.epsilon.to_bits() != self.epsilon.to_bits() {
+            return Err(HostError::InvalidSetting(format!(
+                "{}: saved normaliser has epsilon {:e}, this environment {:e}",
+                self.id, state.epsilon, self.epsilon
+            )));
+        }
+        Python::attach(|py| {
+            let bridge = self.bridge.bind(py);
+            bridge
+                .call_method1(
+                    "set_obs_norm_state",
+                    (state.mean.clone(), state.var.clone(), state.count),
+                )
+                .map(drop)
+                .map_err(|e| classify_err(py, &self.id, e))
+        })
     }
 }
 

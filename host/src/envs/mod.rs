@@ -103,6 +103,61 @@ pub trait VecEnv {
     fn obs_len(&self) -> usize {
         self.obs_shape().iter().product()
     }
+
+    /// The observation normaliser's running statistics (to save in a checkpoint); `None` when
+    /// the source normalises nothing (every native environment).
+    fn obs_norm_state(&self) -> Result<Option<ObsNormState>> {
+        Ok(None)
+    }
+
+    /// Continue from saved normaliser statistics (a resumed run). Fails with
+    /// [`HostError::InvalidSetting`] when the source has no normaliser or the sizes differ.
+    fn set_obs_norm_state(&mut self, _state: &ObsNormState) -> Result<()> {
+        Err(HostError::InvalidSetting(format!(
+            "{} does not normalise observations",
+            self.id()
+        )))
+    }
+}
+
+/// Running statistics of an observation normaliser (Gymnasium's `NormalizeObservation`): what
+/// a policy trained on normalised observations needs to see the same inputs again. Saved in
+/// checkpoints (`crate::run::checkpoint::OBS_NORM_BLOB`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObsNormState {
+    /// Per-component mean μ.
+    pub mean: Vec<f64>,
+    /// Per-component (population) variance σ².
+    pub var: Vec<f64>,
+    /// Number of observations averaged (Gymnasium starts at 1e-4, so a fresh normaliser has
+    /// `count = 1e-4`).
+    pub count: f64,
+    /// ε, added to the variance under the square root.
+    pub epsilon: f64,
+}
+
+impl ObsNormState {
+    /// `y = f32((f64(x) − μ) / √(σ² + ε))` for every row of `obs` (`n × mean.len()`), the
+    /// statistics left unchanged: the arithmetic of the bridge's normaliser (numpy's, in float64
+    /// then cast), so a float32 observation normalised here and there gives the same bits.
+    /// Fails with [`HostError::InvalidSetting`] when `obs` is not a whole number of rows.
+    pub fn normalize(&self, obs: &[f32]) -> Result<Vec<f32>> {
+        let d = self.mean.len();
+        if d == 0 || obs.len() % d != 0 || self.var.len() != d {
+            return Err(HostError::InvalidSetting(format!(
+                "observation normaliser of {d} components given {} numbers",
+                obs.len()
+            )));
+        }
+        Ok(obs
+            .chunks(d)
+            .flat_map(|row| {
+                row.iter()
+                    .zip(self.mean.iter().zip(&self.var))
+                    .map(|(&x, (&m, &v))| ((f64::from(x) - m) / (v + self.epsilon).sqrt()) as f32)
+            })
+            .collect())
+    }
 }
 
 /// Options of Gymnasium-bridged environments (native environments take none).
@@ -123,7 +178,14 @@ impl EnvOptions {
 }
 
 /// [`make`] with options for Gymnasium environments; options on a native id are an error.
-pub fn make_with(id: &str, num_envs: usize, opts: &EnvOptions) -> Result<Box<dyn VecEnv>> {
+/// `gamma` is the run's discount: the return whose spread `normalize_reward` tracks is
+/// discounted with it, as in Gymnasium's `NormalizeReward(env, gamma=...)`.
+pub fn make_with(
+    id: &str,
+    num_envs: usize,
+    opts: &EnvOptions,
+    gamma: f32,
+) -> Result<Box<dyn VecEnv>> {
     if opts.is_default() {
         return make(id, num_envs);
     }
@@ -137,16 +199,29 @@ pub fn make_with(id: &str, num_envs: usize, opts: &EnvOptions) -> Result<Box<dyn
         let g = gym::GymOptions {
             normalize_obs: opts.normalize_obs,
             normalize_reward: opts.normalize_reward,
+            gamma: f32_as_decimal_f64(gamma),
             repeat_action_probability: opts.sticky_actions,
             ..gym::GymOptions::default()
         };
         gym::make(id, num_envs, &g)
     }
     #[cfg(not(feature = "gymnasium"))]
-    Err(HostError::UnknownEnv {
-        id: id.to_string(),
-        known: native::IDS.join(", "),
-    })
+    {
+        let _ = gamma;
+        Err(HostError::UnknownEnv {
+            id: id.to_string(),
+            known: native::IDS.join(", "),
+        })
+    }
+}
+
+/// The f64 nearest the shortest decimal that reads back as `x`: `--gamma 0.99` (stored as the
+/// f32 0.9900000095…) reaches Gymnasium as the f64 0.99, the number a Python user would type.
+#[cfg_attr(not(feature = "gymnasium"), allow(dead_code))]
+fn f32_as_decimal_f64(x: f32) -> f64 {
+    // Rust's `Display` of an f32 is the shortest decimal that round-trips, and every such
+    // decimal parses as an f64; the fallback only guards the impossible.
+    x.to_string().parse().unwrap_or(f64::from(x))
 }
 
 /// Make `num_envs` environments of `id`: the core's native environments first, then (with the

@@ -22,6 +22,25 @@
 //! "truncated" / "corrupt"), then every length against the bytes left; any failure is a
 //! [`HostError::BadFile`] naming the file and the reason, never a panic.
 //!
+//! # Blobs the trainer writes
+//!
+//! The agent's own blobs (`native.*`, or the libtorch backend's), and, for a run with
+//! `--normalize-obs`, [`OBS_NORM_BLOB`] (`env.obs_norm`): the observation normaliser's
+//! statistics, little-endian, `n` the observation length:
+//!
+//! | size  | field                                          |
+//! |-------|------------------------------------------------|
+//! | 4     | `n`, `u32`                                     |
+//! | 8     | count, `f64` (> 0)                             |
+//! | 8     | ε, `f64` (> 0)                                 |
+//! | 8·`n` | mean μ, `f64` each (finite)                    |
+//! | 8·`n` | variance σ², `f64` each (finite, ≥ 0)          |
+//!
+//! Adding a blob does not change the container version: a reader looks blobs up by name.
+//! Checkpoints written before this blob existed still load; resuming or evaluating a
+//! `--normalize-obs` run from one is refused (the policy's inputs cannot be rebuilt), with an
+//! error that says so.
+//!
 //! # On disk
 //!
 //! [`save`] writes `checkpoint.ackc` in the run folder with [`write_atomic`], after keeping the
@@ -33,6 +52,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::envs::ObsNormState;
 use crate::error::{HostError, Result};
 
 /// The latest checkpoint's file name in a run folder.
@@ -43,6 +63,75 @@ pub const PREV_FILE_NAME: &str = "checkpoint.prev.ackc";
 pub const MAGIC: [u8; 4] = *b"ACKC";
 /// The container version this build writes and reads.
 pub const VERSION: u16 = 1;
+
+/// The blob holding the observation normaliser's statistics (see the [module docs](self)).
+pub const OBS_NORM_BLOB: &str = "env.obs_norm";
+
+/// [`OBS_NORM_BLOB`]'s bytes for `state`. Fails with [`HostError::InvalidSetting`] when the
+/// mean and variance differ in length or there are more than `u32::MAX` components.
+pub fn obs_norm_to_blob(state: &ObsNormState) -> Result<Vec<u8>> {
+    let n = state.mean.len();
+    let n32 = u32::try_from(n)
+        .ok()
+        .filter(|_| state.var.len() == n)
+        .ok_or_else(|| {
+            HostError::InvalidSetting(format!(
+                "observation normaliser with {n} means and {} variances",
+                state.var.len()
+            ))
+        })?;
+    let mut out = Vec::with_capacity(4 + 16 + 16 * n);
+    out.extend_from_slice(&n32.to_le_bytes());
+    out.extend_from_slice(&state.count.to_le_bytes());
+    out.extend_from_slice(&state.epsilon.to_le_bytes());
+    for x in state.mean.iter().chain(&state.var) {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    Ok(out)
+}
+
+/// Decode [`OBS_NORM_BLOB`]; `path` only names the file in errors. A wrong length, a count or
+/// ε that is not positive, a non-finite mean or a negative or non-finite variance is a
+/// [`HostError::BadFile`].
+pub fn obs_norm_from_blob(bytes: &[u8], path: &Path) -> Result<ObsNormState> {
+    let bad = |reason: String| HostError::BadFile {
+        path: path.to_path_buf(),
+        reason: format!("blob `{OBS_NORM_BLOB}`: {reason}"),
+    };
+    let f64_at = |o: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&bytes[o..o + 8]);
+        f64::from_le_bytes(b)
+    };
+    if bytes.len() < 20 {
+        return Err(bad(format!("{} bytes, at least 20 expected", bytes.len())));
+    }
+    let n = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+    let want = n.checked_mul(16).and_then(|b| b.checked_add(20));
+    if want != Some(bytes.len()) {
+        return Err(bad(format!(
+            "{} bytes for {n} components (expected 20 + 16·{n})",
+            bytes.len()
+        )));
+    }
+    let (count, epsilon) = (f64_at(4), f64_at(12));
+    if !(count > 0.0 && count.is_finite() && epsilon > 0.0 && epsilon.is_finite()) {
+        return Err(bad(format!(
+            "count {count} and epsilon {epsilon} must be positive"
+        )));
+    }
+    let mean: Vec<f64> = (0..n).map(|i| f64_at(20 + 8 * i)).collect();
+    let var: Vec<f64> = (0..n).map(|i| f64_at(20 + 8 * (n + i))).collect();
+    if !mean.iter().all(|m| m.is_finite()) || !var.iter().all(|v| v.is_finite() && *v >= 0.0) {
+        return Err(bad("non-finite mean or negative/non-finite variance".into()));
+    }
+    Ok(ObsNormState {
+        mean,
+        var,
+        count,
+        epsilon,
+    })
+}
 
 /// Bytes before the metadata: magic, version, metadata length.
 const PREFIX: usize = 4 + 2 + 4;
@@ -362,5 +451,68 @@ pub fn load_latest(dir: impl AsRef<Path>) -> Result<Option<Loaded>> {
             skipped: newer,
         })),
         Err(e) => Err(newer.unwrap_or(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> ObsNormState {
+        ObsNormState {
+            mean: vec![0.1, -2.5e-7, 3.0],
+            var: vec![1.0 / 3.0, 0.0, 7.25],
+            count: 1e-4 + 96.0,
+            epsilon: 1e-8,
+        }
+    }
+
+    /// The layout of the module docs, built here by hand: n, count, ε, means, variances.
+    #[test]
+    fn obs_norm_blob_layout_and_round_trip() {
+        let s = state();
+        let mut want = 3u32.to_le_bytes().to_vec();
+        for x in [s.count, s.epsilon].iter().chain(&s.mean).chain(&s.var) {
+            want.extend_from_slice(&x.to_le_bytes());
+        }
+        let bytes = obs_norm_to_blob(&s).unwrap();
+        assert_eq!(bytes, want);
+        let back = obs_norm_from_blob(&bytes, Path::new("c.ackc")).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(back.var[0].to_bits(), s.var[0].to_bits());
+    }
+
+    #[test]
+    fn bad_obs_norm_blobs_are_bad_files() {
+        let p = Path::new("c.ackc");
+        let good = obs_norm_to_blob(&state()).unwrap();
+        let is_bad = |b: &[u8]| matches!(obs_norm_from_blob(b, p), Err(HostError::BadFile { .. }));
+        assert!(is_bad(&good[..good.len() - 1]), "truncated");
+        assert!(is_bad(&[good.as_slice(), &[0]].concat()), "trailing byte");
+        assert!(is_bad(&good[..10]), "shorter than the header");
+        let mut n_big = good.clone();
+        n_big[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(is_bad(&n_big), "component count past the data");
+        let with = |at: usize, x: f64| {
+            let mut b = good.clone();
+            b[at..at + 8].copy_from_slice(&x.to_le_bytes());
+            b
+        };
+        assert!(is_bad(&with(4, 0.0)), "count 0");
+        assert!(is_bad(&with(12, -1e-8)), "negative epsilon");
+        assert!(is_bad(&with(20, f64::NAN)), "NaN mean");
+        assert!(is_bad(&with(20 + 8 * 3, -1.0)), "negative variance");
+        assert!(
+            is_bad(&with(20 + 8 * 5, f64::INFINITY)),
+            "infinite variance"
+        );
+        let uneven = ObsNormState {
+            var: vec![1.0],
+            ..state()
+        };
+        assert!(matches!(
+            obs_norm_to_blob(&uneven),
+            Err(HostError::InvalidSetting(_))
+        ));
     }
 }
