@@ -217,6 +217,33 @@ fn atari_breakout_paper_preprocessing() {
     }
 }
 
+/// A policy that never chooses FIRE (here: always NOOP, as a deterministic evaluation of an
+/// untrained net often does) still finishes Breakout games: the bridge presses FIRE after each
+/// life loss, as the paper's EpisodicLifeEnv + FireResetEnv do. Without it the ball is never
+/// served again after the first lost life and the game waits out the 27,000-step limit.
+#[test]
+fn atari_fires_after_each_life_loss() {
+    const N: usize = 2;
+    let mut env = envs::make("ALE/Breakout-v5", N).unwrap();
+    assert_eq!(
+        env.describe()["preprocessing"]["fire_after_life_loss"],
+        true
+    );
+    env.reset(3).unwrap();
+    let noop = Actions::Discrete(vec![0; N]);
+    let mut games = 0;
+    let mut steps = 0;
+    while games < N && steps < 3000 {
+        let b = env.step(&noop).unwrap();
+        games += b.episodes.len();
+        steps += 1;
+    }
+    assert!(
+        games >= N,
+        "a NOOP policy finished {games} of {N} Breakout games in {steps} steps"
+    );
+}
+
 #[test]
 fn atari_refuses_normalisation() {
     let opts = GymOptions {

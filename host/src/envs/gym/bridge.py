@@ -214,6 +214,24 @@ class Bridge:
             reward_clipping=False,
             use_fire_reset=a["fire_reset"],
         )
+        # ale_py presses FIRE on a reset only. With `life_loss_info` the game plays on after a
+        # life loss without one, where the paper's EpisodicLifeEnv + FireResetEnv reset and so
+        # press FIRE after every life: a policy that never chooses FIRE (a deterministic
+        # evaluation of an untrained net, often) then waits out the 108,000-frame limit. The
+        # bridge presses FIRE on the two steps after a life loss instead of the agent's action
+        # (two: with sticky actions one FIRE is lost to the previous action with p = 0.25⁴).
+        self._fire_action = None
+        if a["fire_reset"]:
+            probe = ale_py.AtariEnv(game=a["game"], full_action_space=a["full_action_space"])
+            try:
+                meanings = probe.get_action_meanings()
+            finally:
+                probe.close()
+            if "FIRE" in meanings:
+                self._fire_action = meanings.index("FIRE")
+        a["fire_after_life_loss"] = self._fire_action is not None
+        self._lives = np.zeros(self.num_envs, dtype=np.int64)
+        self._fire_next = np.zeros(self.num_envs, dtype=np.int64)
         self.obs_shape = tuple(int(d) for d in self.env.single_observation_space.shape)
         self.obs_layout = "CHW (frame stack as channels), grayscale 0..255, not scaled"
         self._set_action_space(self.env.single_action_space)
@@ -443,6 +461,8 @@ class Bridge:
                 )
             obs, info = self.env.reset(seed=np.asarray(seeds, dtype=np.int64))
             self._episode_start = self._atari_episode_start(info)
+            self._lives = np.asarray(info["lives"], dtype=np.int64).copy()
+            self._fire_next[:] = 0
         else:
             # NormalizeReward's reset clears its discounted returns too.
             obs, info = self.env.reset(seed=seeds)
@@ -507,6 +527,10 @@ class Bridge:
         )
 
     def _step_atari(self, actions):
+        fire = self._fire_next > 0
+        if self._fire_action is not None and fire.any():
+            actions = np.array(actions, copy=True)
+            actions[fire] = self._fire_action
         obs, rewards, terminated, truncated, info = self.env.step(actions)
         terminated = np.asarray(terminated, dtype=bool)
         truncated = np.asarray(truncated, dtype=bool)
@@ -516,6 +540,11 @@ class Bridge:
         start = self._atari_episode_start(info)
         game_over = start != self._episode_start
         self._episode_start = start
+        lives = np.asarray(info["lives"], dtype=np.int64)
+        self._fire_next = np.where(
+            (lives < self._lives) & ~game_over, 2, np.maximum(self._fire_next - 1, 0)
+        )
+        self._lives = lives.copy()
         done = terminated | truncated
         final_idx = np.flatnonzero(done)
         final_list = []
