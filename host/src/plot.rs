@@ -450,7 +450,7 @@ fn draw(
         };
         chart
             .draw_series(LineSeries::new(
-                s.line.iter().copied(),
+                thin(&s.line, x_lo, x_hi, opts.size.0 as usize),
                 color.stroke_width(2),
             ))?
             .label(label)
@@ -470,6 +470,28 @@ fn draw(
 }
 
 /// Tick labels: `250k`, `1.5M`, `-20`, `0.25`.
+/// At most one point per pixel column of `columns` spanning `x_lo..x_hi`: each column's
+/// points replaced by their mean `(x̄, ȳ)`. A long run has several episodes per column, and a
+/// thick line through thousands of sub-pixel segments is drawn with holes in it.
+fn thin(line: &[(f64, f64)], x_lo: f64, x_hi: f64, columns: usize) -> Vec<(f64, f64)> {
+    let span = (x_hi - x_lo).max(f64::MIN_POSITIVE);
+    let column = |x: f64| ((x - x_lo) / span * columns as f64).floor() as i64;
+    let mut out = Vec::with_capacity(line.len().min(columns + 1));
+    let mut i = 0;
+    while i < line.len() {
+        let c = column(line[i].0);
+        let (mut sx, mut sy, mut n) = (0.0, 0.0, 0.0);
+        while i < line.len() && column(line[i].0) == c {
+            sx += line[i].0;
+            sy += line[i].1;
+            n += 1.0;
+            i += 1;
+        }
+        out.push((sx / n, sy / n));
+    }
+    out
+}
+
 fn short_number(v: f64) -> String {
     let a = v.abs();
     let trim = |s: String| {
@@ -521,6 +543,19 @@ mod tests {
         let last = s[0].line[GRID - 1];
         assert_eq!(last, (8.0, 5.0));
         assert_eq!(s[0].line[0], (0.0, 1.0));
+    }
+
+    #[test]
+    fn thinning_keeps_one_mean_point_per_pixel_column() {
+        // 10,000 points over 0..1000 into 100 columns: 100 points, each the mean of its 100.
+        let line: Vec<(f64, f64)> = (0..10_000).map(|i| (i as f64 / 10.0, i as f64)).collect();
+        let t = thin(&line, 0.0, 1000.0, 100);
+        assert_eq!(t.len(), 100);
+        assert!((t[0].0 - 4.95).abs() < 1e-9 && (t[0].1 - 49.5).abs() < 1e-9);
+        assert!((t[99].1 - 9949.5).abs() < 1e-9);
+        // Sparse lines are left as they are.
+        let sparse = vec![(0.0, 1.0), (500.0, 2.0), (999.0, 3.0)];
+        assert_eq!(thin(&sparse, 0.0, 1000.0, 100), sparse);
     }
 
     #[test]
