@@ -70,6 +70,15 @@ pub enum KfacThreadArg {
     Off,
 }
 
+/// How the tch backend inverts the damped Kronecker factors (the same update up to rounding).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+pub enum KfacInverseArg {
+    /// Cholesky factorisation of `F + d·I` (faster; docs/algorithm.md).
+    Cholesky,
+    /// Symmetric eigendecomposition `F = Q diag(λ) Qᵀ`, inverse `Q diag(1/(λ+d)) Qᵀ`.
+    Eigh,
+}
+
 /// Network family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 pub enum ArchArg {
@@ -125,7 +134,7 @@ pub struct TrainArgs {
     /// Seed of environments, initialisation and sampling.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Device for the tch backend.
+    /// Device for the tch backend (`cuda` needs `--backend tch` or `auto`).
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
     /// tch backend, ACKTR: run the Fisher pass, factor statistics and inverses on a second
@@ -133,6 +142,10 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value_t = KfacThreadArg::Auto)]
     #[serde(default = "default_kfac_thread")]
     pub kfac_thread: KfacThreadArg,
+    /// tch backend, ACKTR: how the damped Kronecker factors are inverted.
+    #[arg(long, value_enum, default_value_t = KfacInverseArg::Cholesky)]
+    #[serde(default = "default_kfac_inverse")]
+    pub kfac_inverse: KfacInverseArg,
     /// Run folder (default: runs/<env>-<algo>-s<seed>).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -151,7 +164,9 @@ pub struct TrainArgs {
     /// Network family.
     #[arg(long, value_enum)]
     pub arch: Option<ArchArg>,
-    /// Hidden widths of an MLP, comma separated (e.g. 64,64).
+    /// Hidden widths of an MLP, comma separated (e.g. 64,64). Runs whose estimated memory
+    /// (weights ×4, K-FAC factors ×3, the rollout batch and its activations) exceeds 80% of
+    /// the machine's physical memory (64 GiB where it cannot be read) are refused.
     #[arg(long, value_delimiter = ',')]
     pub hidden: Option<Vec<usize>>,
     /// Separate actor and critic trunks (else one shared trunk).
@@ -255,6 +270,10 @@ pub struct Settings {
     /// (`On`/`Off`; only tch ACKTR has one).
     #[serde(default = "default_kfac_thread")]
     pub kfac_thread: KfacThreadArg,
+    /// How the tch backend inverts the damped factors (runs saved before the option existed
+    /// used Cholesky).
+    #[serde(default = "default_kfac_inverse")]
+    pub kfac_inverse: KfacInverseArg,
     /// Parallel environments.
     pub num_envs: usize,
     /// Steps per environment per update.
@@ -307,6 +326,10 @@ fn default_train_mean_window() -> usize {
 
 fn default_kfac_thread() -> KfacThreadArg {
     KfacThreadArg::Auto
+}
+
+fn default_kfac_inverse() -> KfacInverseArg {
+    KfacInverseArg::Cholesky
 }
 
 impl ActivationArg {
@@ -490,6 +513,7 @@ impl TrainArgs {
             backend: self.backend,
             device: "cpu".into(),
             kfac_thread: self.kfac_thread,
+            kfac_inverse: self.kfac_inverse,
             num_envs: self.num_envs.unwrap_or(p.num_envs),
             num_steps: self.num_steps.unwrap_or(p.num_steps),
             total_steps: self.total_steps.unwrap_or(p.total_steps),
@@ -548,6 +572,22 @@ impl TrainArgs {
                 s.hidden
             )));
         }
+        if self.backend == Backend::Native && self.device == DeviceArg::Cuda {
+            return Err(HostError::InvalidSetting(
+                "--device cuda needs --backend tch (the native backend runs on the CPU)".into(),
+            ));
+        }
+        let need = s.memory_estimate();
+        let limit = memory_limit();
+        if need > limit {
+            return Err(HostError::InvalidSetting(format!(
+                "this run needs about {:.1} GiB (weights, K-FAC factors, rollout batch), more \
+                 than the {:.1} GiB allowed (80% of physical memory): use smaller --hidden, \
+                 --num-envs or --num-steps",
+                need as f64 / GIB,
+                limit as f64 / GIB
+            )));
+        }
         Ok(s)
     }
 
@@ -561,5 +601,82 @@ impl TrainArgs {
                 self.seed
             ))
         })
+    }
+}
+
+const GIB: f64 = (1u64 << 30) as f64;
+
+/// 80% of physical memory (`MemTotal` of /proc/meminfo), 64 GiB where it cannot be read.
+fn memory_limit() -> u64 {
+    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kib| kib.saturating_mul(1024))
+    });
+    total.map_or(64 << 30, |t| t / 5 * 4)
+}
+
+impl Settings {
+    /// A lower bound on the bytes a run holds, in f32s of 4 bytes: every weight 4 times
+    /// (weights, gradient, momentum, step direction), for ACKTR every Kronecker factor `d×d`
+    /// 3 times (running average, batch statistics, damped inverse), the rollout's observations
+    /// twice (buffer and tensor) and 3 activations per unit and sample (output,
+    /// pre-activation, gradient). Observation sizes come from the environment id where known
+    /// (Atari frames 84·84·4, MinAtar 10·10·4, its fewest channels), else 1, and an MLP's
+    /// heads are counted with one action: an underestimate only, so a run it refuses would
+    /// not fit.
+    pub fn memory_estimate(&self) -> u64 {
+        let obs: u64 = match (self.arch, self.env.as_str()) {
+            (ArchArg::Nature, _) => 84 * 84 * 4,
+            (ArchArg::Minatar, _) => 10 * 10 * 4,
+            (_, "CartPole-v1") => 4,
+            (_, "Acrobot-v1") => 6,
+            (_, "Pendulum-v1") => 3,
+            (_, "MountainCarContinuous-v0") => 2,
+            _ => 1,
+        };
+        // Layers as (fan-in + 1, outputs, output positions).
+        let mut layers: Vec<(u64, u64, u64)> = Vec::new();
+        match self.arch {
+            ArchArg::Mlp => {
+                let trunks = if self.separate { 2 } else { 1 };
+                for _ in 0..trunks {
+                    let mut fan = obs;
+                    for &h in &self.hidden {
+                        layers.push((fan + 1, h as u64, 1));
+                        fan = h as u64;
+                    }
+                    layers.push((fan + 1, 1, 1));
+                }
+            }
+            ArchArg::Nature => layers.extend([
+                (4 * 8 * 8 + 1, 32, 20 * 20),
+                (32 * 4 * 4 + 1, 64, 9 * 9),
+                (64 * 3 * 3 + 1, 64, 7 * 7),
+                (64 * 7 * 7 + 1, 512, 1),
+                (513, 1, 1),
+            ]),
+            ArchArg::Minatar => {
+                layers.extend([(4 * 3 * 3 + 1, 16, 8 * 8), (16 * 8 * 8 + 1, 128, 1)])
+            }
+        }
+        let params: u64 = layers.iter().map(|&(i, o, _)| i.saturating_mul(o)).sum();
+        let factors: u64 = if self.algo == Algo::Acktr {
+            layers
+                .iter()
+                .map(|&(i, o, _)| i.saturating_mul(i).saturating_add(o.saturating_mul(o)))
+                .sum()
+        } else {
+            0
+        };
+        let batch = (self.num_envs as u64).saturating_mul(self.num_steps as u64);
+        let units: u64 = layers.iter().map(|&(_, o, t)| o.saturating_mul(t)).sum();
+        let floats = params
+            .saturating_mul(4)
+            .saturating_add(factors.saturating_mul(3))
+            .saturating_add(batch.saturating_mul(obs).saturating_mul(2))
+            .saturating_add(batch.saturating_mul(units).saturating_mul(3));
+        floats.saturating_mul(4)
     }
 }

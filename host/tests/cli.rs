@@ -119,7 +119,8 @@ fn native_run_exports_a_policy_the_core_loads() {
     let (net, norm) =
         acktr_core::read_policy::<4, 64, 2, 1>(&bytes).expect("the core loads the export");
     assert!(norm.is_none() && net.is_finite());
-    // The policy trained by the run and the exported one act alike.
+    // Exporting leaves the run usable: it still evaluates. (That the core acts as the trained
+    // policy is checked in tests/tests/native_vs_core.rs and, for tch, torch/tests/export_core.rs.)
     let o = acktr(&["eval", run.to_str().unwrap(), "--episodes", "3"]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
@@ -362,6 +363,110 @@ fn bad_input_gives_a_message_and_a_non_zero_exit() {
     }
 }
 
+/// A tch run whose checkpoints were overwritten: `--resume` and `eval` both refuse with a
+/// message naming the checkpoint, and no panic.
+#[test]
+fn unreadable_tch_checkpoint_is_reported_on_resume() {
+    torch_sibling();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let r = run.to_str().unwrap();
+    let common = [
+        "--backend",
+        "tch",
+        "--out",
+        r,
+        "--quiet",
+        "--eval-episodes",
+        "0",
+    ];
+    let o = acktr(&[&["train", "--total-steps", "3200"][..], &common].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in ["checkpoint.ackc", "checkpoint.prev.ackc"] {
+        if run.join(f).exists() {
+            std::fs::write(run.join(f), b"garbage").unwrap();
+        }
+    }
+    for args in [
+        [&["train", "--resume", "--total-steps", "6400"][..], &common].concat(),
+        vec!["eval", r],
+    ] {
+        let o = acktr(&args);
+        let err = stderr(&o);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert!(err.contains("checkpoint"), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    }
+}
+
+/// Settings that cannot run are refused before any work: a network too large for the
+/// machine's memory (about 256 GiB for a 65536-65536 MLP's weights and factors) and CUDA on
+/// the CPU-only native backend.
+#[test]
+fn oversized_networks_and_cuda_native_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    let (a, b) = (out("a"), out("b"));
+    let cases: [(Vec<&str>, &str); 2] = [
+        (
+            vec!["train", "--hidden", "65536,65536", "--out", &a],
+            "of physical memory",
+        ),
+        (
+            vec![
+                "train",
+                "--backend",
+                "native",
+                "--device",
+                "cuda",
+                "--out",
+                &b,
+            ],
+            "--device cuda needs --backend tch",
+        ),
+    ];
+    for (args, needle) in cases {
+        let o = acktr(&args);
+        let err = stderr(&o);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+        assert!(
+            !err.contains("memory allocation"),
+            "{args:?} aborted: {err}"
+        );
+    }
+}
+
+/// The tch backend ends a run whose loss overflows with the same clear error as the native
+/// one (an A2C step of 1e30 without clipping).
+#[test]
+fn tch_non_finite_loss_is_an_error() {
+    torch_sibling();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let o = acktr(&[
+        "train",
+        "--backend",
+        "tch",
+        "--algo",
+        "a2c",
+        "--lr",
+        "1e30",
+        "--max-grad-norm",
+        "0",
+        "--total-steps",
+        "20000",
+        "--out",
+        run.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "an overflowing run succeeded");
+    assert!(err.contains("non-finite"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
 #[test]
 fn unreadable_checkpoint_is_reported() {
     let dir = tempfile::tempdir().unwrap();
@@ -389,12 +494,24 @@ fn unreadable_checkpoint_is_reported() {
 
 #[test]
 fn a_killed_run_resumes_from_its_checkpoint() {
+    killed_run_resumes("native");
+}
+
+#[test]
+fn a_killed_tch_run_resumes_from_its_checkpoint() {
+    torch_sibling();
+    killed_run_resumes("tch");
+}
+
+fn killed_run_resumes(backend: &str) {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let r = run.to_str().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_acktr"))
         .args([
             "train",
+            "--backend",
+            backend,
             "--total-steps",
             "100000000",
             "--checkpoint-every",
@@ -415,6 +532,8 @@ fn a_killed_run_resumes_from_its_checkpoint() {
     let o = acktr(&[
         "train",
         "--resume",
+        "--backend",
+        backend,
         "--out",
         r,
         "--total-steps",
@@ -578,6 +697,8 @@ fn configs_without_the_train_mean_settings_still_load() {
     let settings = config["settings"].as_object_mut().unwrap();
     assert!(settings.remove("stop_at_train_mean").is_some());
     assert!(settings.remove("train_mean_window").is_some());
+    // ... and before --kfac-inverse.
+    assert!(settings.remove("kfac_inverse").is_some());
     std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
     let o = acktr(&["eval", run.to_str().unwrap(), "--episodes", "1"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -593,4 +714,54 @@ fn configs_without_the_train_mean_settings_still_load() {
         "0",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// `--lr-schedule linear` on the tch backend: the `η_max` the learner holds at each update
+/// (progress.csv's `train/learning_rate`, read back from the agent) is `η₀·(1 − t/T)` at the
+/// env steps `t` of that row, to f32 rounding, and falls from row to row.
+#[test]
+fn tch_linear_schedule_decays_the_learning_rate() {
+    torch_sibling();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let total = 6400.0;
+    let o = acktr(&[
+        "train",
+        "--backend",
+        "tch",
+        "--lr",
+        "0.25",
+        "--lr-schedule",
+        "linear",
+        "--total-steps",
+        "6400",
+        "--log-every",
+        "1",
+        "--eval-episodes",
+        "0",
+        "--out",
+        run.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(run.join("progress.csv")).expect("progress.csv");
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).expect(name);
+    let (steps, lr) = (col("time/total_timesteps"), col("train/learning_rate"));
+    let rows: Vec<(f64, f64)> = lines
+        .map(|l| {
+            let c: Vec<&str> = l.split(',').collect();
+            (c[steps].parse().unwrap(), c[lr].parse().unwrap())
+        })
+        .collect();
+    assert!(rows.len() >= 10, "{} rows", rows.len());
+    for &(t, got) in &rows {
+        let want = (0.25 * (1.0 - t / total)).max(1e-12);
+        assert!(
+            (got - want).abs() <= 1e-6 * 0.25,
+            "at {t} steps: learning rate {got}, linear decay gives {want}"
+        );
+    }
+    assert!(rows.windows(2).all(|w| w[1].1 < w[0].1), "{rows:?}");
 }

@@ -297,3 +297,23 @@ fn rmsprop_updates_agree() {
     run_cfg::<1>(HeadKind::Categorical, 9, Activation::Tanh, cfg);
     run_cfg::<2>(HeadKind::Gaussian, 10, Activation::Tanh, cfg);
 }
+
+/// L2 weight decay (`g ← g + wd·θ` before the step) on both sides, ACKTR and A2C. At 0.05 a
+/// side that dropped it would move the weights by far more than the 1e-4 tolerance.
+#[test]
+fn weight_decay_updates_agree() {
+    let acktr = Config {
+        cold_iters: 2,
+        inverse_every: 2,
+        weight_decay: 0.05,
+        ..Config::default()
+    };
+    run_cfg::<1>(HeadKind::Categorical, 11, Activation::Tanh, acktr);
+    run_cfg::<2>(HeadKind::Gaussian, 12, Activation::Tanh, acktr);
+    let a2c = Config {
+        max_grad_norm: 0.5,
+        weight_decay: 0.05,
+        ..Config::a2c()
+    };
+    run_cfg::<1>(HeadKind::Categorical, 13, Activation::Tanh, a2c);
+}

@@ -10,12 +10,30 @@
 //!   `(Ā + π√λ)⊗(S + √λ/π)` unchanged).
 //! - Running averages with the core's debiased `ρ_k = min(ρ, k/(k+1))`, the core's π split of
 //!   the damping (layers of a group share `Ā`; π uses the traces of all their `S`), damped
-//!   inverses by Cholesky every `inverse_every` updates, `V = S_d⁻¹ G Ā_d⁻¹`.
+//!   inverses every `inverse_every` updates ([`InverseMethod`]: Cholesky, or a symmetric
+//!   eigendecomposition with the damping added to the eigenvalues), `V = S_d⁻¹ G Ā_d⁻¹`.
 
 use acktr_host::error::{HostError, Result};
 use tch::{Kind, Tensor};
 
 use crate::net::TorchNet;
+
+/// How [`TorchKfac::factorize`] inverts a damped factor `F + d·I` (`F` symmetric positive
+/// semi-definite, `d > 0`). Both give the same inverse up to rounding: the damping is the
+/// core's factored split either way, never the reference code's damping of the eigenvalue
+/// products.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum InverseMethod {
+    /// `L Lᵀ = F + d·I`, then `(L Lᵀ)⁻¹` from `L` (`linalg_cholesky`, `cholesky_inverse`).
+    /// Fails with [`acktr_core::Error::UpdateNotPositiveDefinite`] when rounding leaves the
+    /// damped factor indefinite.
+    #[default]
+    Cholesky,
+    /// `F = Q diag(λ) Qᵀ` (`linalg_eigh`, lower triangle), then
+    /// `(F + d·I)⁻¹ = Q diag(1/(λ + d)) Qᵀ`. Eigenvalues below 0 (rounding of a semi-definite
+    /// `F`) are raised to 0 first, so `λ + d ≥ d` and it never fails on a finite `F`.
+    Eigh,
+}
 
 /// Factors and inverses of every layer of a [`TorchNet`].
 ///
@@ -42,6 +60,8 @@ pub struct TorchKfac {
     seen: bool,
     a_inv: Vec<Option<Tensor>>,
     s_inv: Vec<Option<Tensor>>,
+    /// How the damped inverses are computed.
+    method: InverseMethod,
 }
 
 /// Inputs up to this many numbers get their bias column appended before the product.
@@ -78,6 +98,7 @@ impl TorchKfac {
             seen: false,
             a_inv: (0..net.groups).map(|_| None).collect(),
             s_inv: (0..net.layers.len()).map(|_| None).collect(),
+            method: InverseMethod::default(),
         }
     }
 
@@ -95,7 +116,18 @@ impl TorchKfac {
             seen: false,
             a_inv: Vec::new(),
             s_inv: Vec::new(),
+            method: InverseMethod::default(),
         }
+    }
+
+    /// Choose how later [`Self::factorize`] calls invert the damped factors.
+    pub fn set_inverse_method(&mut self, method: InverseMethod) {
+        self.method = method;
+    }
+
+    /// How the damped factors are inverted.
+    pub fn inverse_method(&self) -> InverseMethod {
+        self.method
     }
 
     /// `Ā` of input group `g` (`None` before the first batch).
@@ -279,9 +311,13 @@ impl TorchKfac {
                 .sum();
             let (da, ds) =
                 acktr_core::damping_split(traces[gi], self.dims[gi] as usize, tr_s, dim_s, damping);
-            self.a_inv[gi] = Some(damped_inverse(&self.views[gi], da)?);
+            self.a_inv[gi] = Some(damped_inverse(&self.views[gi], da, self.method)?);
             for &li in &members {
-                self.s_inv[li] = Some(damped_inverse(&self.views[self.groups + li], ds)?);
+                self.s_inv[li] = Some(damped_inverse(
+                    &self.views[self.groups + li],
+                    ds,
+                    self.method,
+                )?);
             }
         }
         Ok(())
@@ -326,8 +362,19 @@ fn not_ready(what: &str) -> HostError {
     HostError::InvalidSetting(format!("K-FAC {what} used before it was computed"))
 }
 
-/// `(F + shift·I)⁻¹` through a Cholesky factorisation.
-fn damped_inverse(f: &Tensor, shift: f32) -> Result<Tensor> {
+/// `(F + shift·I)⁻¹` by `method`.
+fn damped_inverse(f: &Tensor, shift: f32, method: InverseMethod) -> Result<Tensor> {
+    if method == InverseMethod::Eigh {
+        let (lambda, q) = f
+            .f_linalg_eigh("L")
+            .map_err(|_| HostError::Core(acktr_core::Error::UpdateNotPositiveDefinite))?;
+        let scale = lambda
+            .clamp_min(0.0)
+            .g_add_scalar(shift as f64)
+            .reciprocal();
+        // Q diag(s) Qᵀ as (Q ⊙ sᵀ) Qᵀ: one product, no diagonal matrix.
+        return Ok((&q * scale.unsqueeze(0)).mm(&q.tr()));
+    }
     let m = f.copy();
     let _ = m.diagonal(0, 0, 1).g_add_scalar_(shift as f64);
     let l = m

@@ -6,7 +6,7 @@ use acktr_core::{Activation, Config, HeadKind, Optimizer, UpdateStats};
 use acktr_host::error::{HostError, Result};
 use tch::{Kind, Tensor};
 
-use crate::kfac::TorchKfac;
+use crate::kfac::{InverseMethod, TorchKfac};
 use crate::net::{Forward, TorchNet};
 use crate::worker::Worker;
 
@@ -78,6 +78,9 @@ pub struct TorchLearner {
     /// The thread K-FAC's work runs on while the loss backpropagates (see
     /// [`TorchLearner::set_worker`]); `None`: all in sequence.
     worker: Option<Worker>,
+    /// How the damped factors are inverted (kept here: the factors are replaced wholesale on a
+    /// checkpoint's restore or a lost worker).
+    inverse_method: InverseMethod,
 }
 
 /// The sampled Fisher's per-sample pre-activation gradients of an MLP, by hand instead of
@@ -334,7 +337,15 @@ impl TorchLearner {
             direction: Vec::new(),
             timings: Timings::default(),
             worker: None,
+            inverse_method: InverseMethod::default(),
         })
+    }
+
+    /// How the damped Kronecker factors are inverted from the next inverse on (Cholesky by
+    /// default; the update is the same up to rounding either way).
+    pub fn set_inverse_method(&mut self, method: InverseMethod) {
+        self.inverse_method = method;
+        self.kfac.set_inverse_method(method);
     }
 
     /// Run K-FAC's work (Fisher pass, statistics, inverses) on a thread of its own, overlapped
@@ -362,6 +373,8 @@ impl TorchLearner {
     /// One update; on error the weights are unchanged.
     pub fn update(&mut self, batch: &Batch, noise: FisherNoise<'_>) -> Result<UpdateStats> {
         let cfg = self.config;
+        // Factors replaced wholesale (a checkpoint's, a lost worker's) start at the default.
+        self.kfac.set_inverse_method(self.inverse_method);
         let net = &self.net;
         let b = batch.obs.size()[0];
         if b == 0 {

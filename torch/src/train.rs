@@ -4,7 +4,7 @@ use acktr_core::HeadKind;
 use acktr_host::agent::Agent;
 use acktr_host::envs::VecEnv;
 use acktr_host::error::{HostError, Result};
-use acktr_host::settings::{Algo, ArchArg, Backend, KfacThreadArg, Settings};
+use acktr_host::settings::{Algo, ArchArg, Backend, KfacInverseArg, KfacThreadArg, Settings};
 
 use crate::agent::TorchAgent;
 use crate::net::Arch;
@@ -71,6 +71,10 @@ pub fn tch_agent(
             KfacThreadArg::Auto => cores > tch::get_num_threads().max(1) as usize,
         };
     agent.learner.set_worker(on)?;
+    agent.learner.set_inverse_method(match s.kfac_inverse {
+        KfacInverseArg::Cholesky => crate::kfac::InverseMethod::Cholesky,
+        KfacInverseArg::Eigh => crate::kfac::InverseMethod::Eigh,
+    });
     s.kfac_thread = if on {
         KfacThreadArg::On
     } else {
