@@ -76,6 +76,30 @@ impl HostRollout {
             }
         }
     }
+
+    /// `1 − Var[R − V] / Var[R]` over the rollout's returns `R` and the values `V` it acted
+    /// with (stable-baselines3's `train/explained_variance`): 1 for a perfect critic, 0 for one
+    /// no better than a constant, negative for a worse one; NaN when the returns do not vary.
+    pub fn explained_variance(&self) -> f64 {
+        let var = |v: &mut dyn Iterator<Item = f64>| {
+            let (mut n, mut sum, mut sq) = (0.0, 0.0, 0.0);
+            for x in v {
+                n += 1.0;
+                sum += x;
+                sq += x * x;
+            }
+            let mean = sum / n;
+            sq / n - mean * mean
+        };
+        let r = || self.returns.iter().map(|&x| f64::from(x));
+        let var_r = var(&mut r());
+        let var_err = var(&mut r().zip(&self.values).map(|(r, &v)| r - f64::from(v)));
+        if var_r > 0.0 {
+            1.0 - var_err / var_r
+        } else {
+            f64::NAN
+        }
+    }
 }
 
 /// A policy with its learner.
@@ -121,4 +145,24 @@ pub fn blob<'a>(blobs: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> 
         .iter()
         .find(|(n, _)| n == name)
         .map(|(_, b)| b.as_slice())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explained_variance_against_hand_computed_cases() {
+        let mut r = HostRollout::new(1, 1, 1);
+        r.returns = vec![1.0, 2.0, 3.0, 4.0];
+        // A perfect critic, a constant one, and V = R − (±1): Var[R] = 1.25, Var[R − V] = 1.
+        r.values = r.returns.clone();
+        assert_eq!(r.explained_variance(), 1.0);
+        r.values = vec![2.5; 4];
+        assert!(r.explained_variance().abs() < 1e-12);
+        r.values = vec![0.0, 3.0, 2.0, 5.0];
+        assert!((r.explained_variance() - (1.0 - 1.0 / 1.25)).abs() < 1e-12);
+        r.returns = vec![2.0; 4];
+        assert!(r.explained_variance().is_nan());
+    }
 }

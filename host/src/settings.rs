@@ -548,9 +548,6 @@ impl TrainArgs {
                 "--stop-at-train-mean must be a finite return, got {r}"
             )));
         }
-        if s.stop_at.is_some() && s.env_options.normalize_obs {
-            return Err(HostError::InvalidSetting("--stop-at cannot be used with --normalize-obs (evaluations need the training normaliser)".into()));
-        }
         if s.stop_at.is_some() && (s.eval_every == 0 || s.eval_episodes == 0) {
             return Err(HostError::InvalidSetting(
                 "--stop-at needs --eval-every > 0 and --eval-episodes > 0".into(),
