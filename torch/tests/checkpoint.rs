@@ -2,6 +2,8 @@
 //! wrote them (weights, momentum and K-FAC statistics all restored), and blobs from another
 //! network are refused.
 
+mod common;
+
 use acktr_core::{Activation, Config, HeadKind};
 use acktr_host::agent::{Agent, HostRollout};
 use acktr_torch::agent::TorchAgent;
@@ -36,32 +38,7 @@ fn agent(hidden: usize, seed: u64) -> TorchAgent {
 }
 
 fn rollout(k: usize) -> HostRollout {
-    let mut r = HostRollout::new(BATCH, OBS, ACTIONS);
-    r.obs = (0..BATCH * OBS)
-        .map(|i| (((i + k) * 37 % 23) as f32 / 11.0) - 1.0)
-        .collect();
-    for i in 0..BATCH {
-        let mut a = [0.0; ACTIONS];
-        a[(i + k) % ACTIONS] = 1.0;
-        r.actions.extend_from_slice(&a);
-    }
-    r.rewards = vec![0.0; BATCH];
-    r.values = vec![0.0; BATCH];
-    r.ends = vec![acktr_core::Ending::Continues; BATCH];
-    r.advantages = (0..BATCH)
-        .map(|i| ((i * 7 + k) % 5) as f32 / 2.0 - 1.0)
-        .collect();
-    r.returns = (0..BATCH).map(|i| ((i * 3 + k) % 7) as f32 / 3.0).collect();
-    r
-}
-
-fn weights(a: &TorchAgent) -> Vec<f32> {
-    a.learner
-        .net
-        .params()
-        .iter()
-        .flat_map(|p| Vec::<f32>::try_from(p.detach().flatten(0, -1)).unwrap())
-        .collect()
+    common::rollout(common::pattern(BATCH * OBS, k), OBS, ACTIONS, 1, k)
 }
 
 #[test]
@@ -75,16 +52,20 @@ fn a_restored_learner_continues_as_the_original() {
     let blobs = original.save().unwrap();
     assert!(blobs.iter().any(|(n, _)| n.starts_with("torch.kfac.s.")));
     let mut restored = agent(8, 2);
-    assert_ne!(weights(&original), weights(&restored));
+    assert_ne!(common::weights(&original), common::weights(&restored));
     restored.load(&blobs).unwrap();
-    assert_eq!(weights(&original), weights(&restored));
+    assert_eq!(common::weights(&original), common::weights(&restored));
     for k in 10..13 {
         tch::manual_seed(100 + k as i64);
         let a = original.update(&rollout(k)).unwrap();
         tch::manual_seed(100 + k as i64);
         let b = restored.update(&rollout(k)).unwrap();
         assert_eq!(a.quadratic_form, b.quadratic_form, "update {k}");
-        assert_eq!(weights(&original), weights(&restored), "update {k}");
+        assert_eq!(
+            common::weights(&original),
+            common::weights(&restored),
+            "update {k}"
+        );
     }
     // Without the statistics, the first step differs (fresh factors from one batch).
     let mut fresh = agent(8, 2);

@@ -3,6 +3,8 @@
 //! (`read_policy`, `act_deterministic`) equals the tch agent's deterministic action on 400
 //! observations spread over CartPole's observation range.
 
+mod common;
+
 use acktr_core::{Activation, Config, HeadKind};
 use acktr_host::agent::{Agent, HostRollout};
 use acktr_torch::agent::TorchAgent;
@@ -14,23 +16,7 @@ const ACTIONS: usize = 2;
 const BATCH: usize = 32;
 
 fn rollout(k: usize) -> HostRollout {
-    let mut r = HostRollout::new(BATCH, OBS, ACTIONS);
-    r.obs = (0..BATCH * OBS)
-        .map(|i| (((i + 3 * k) * 37 % 23) as f32 / 11.0) - 1.0)
-        .collect();
-    for i in 0..BATCH {
-        let mut a = [0.0; ACTIONS];
-        a[(i * 5 + k) % ACTIONS] = 1.0;
-        r.actions.extend_from_slice(&a);
-    }
-    r.rewards = vec![0.0; BATCH];
-    r.values = vec![0.0; BATCH];
-    r.ends = vec![acktr_core::Ending::Continues; BATCH];
-    r.advantages = (0..BATCH)
-        .map(|i| ((i * 7 + k) % 5) as f32 / 2.0 - 1.0)
-        .collect();
-    r.returns = (0..BATCH).map(|i| ((i * 3 + k) % 7) as f32 / 3.0).collect();
-    r
+    common::rollout(common::pattern(BATCH * OBS, 3 * k), OBS, ACTIONS, 5, k)
 }
 
 #[test]

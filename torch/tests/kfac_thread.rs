@@ -5,6 +5,8 @@
 //! the inverses recomputed along the way. And a non-finite batch is refused in both modes alike,
 //! with the weights kept.
 
+mod common;
+
 use acktr_core::{Activation, Config, HeadKind};
 use acktr_host::agent::{Agent, HostRollout};
 use acktr_torch::agent::TorchAgent;
@@ -44,23 +46,13 @@ fn agent(arch: &Arch, obs: &[usize], stride: u32, worker: bool) -> TorchAgent {
 }
 
 fn rollout(obs_len: usize, k: usize) -> HostRollout {
-    let mut r = HostRollout::new(BATCH, obs_len, ACTIONS);
-    r.obs = (0..BATCH * obs_len)
-        .map(|i| (((i + 3 * k) * 37 % 23) as f32 / 11.0) - 1.0)
-        .collect();
-    for i in 0..BATCH {
-        let mut a = [0.0; ACTIONS];
-        a[(i + k) % ACTIONS] = 1.0;
-        r.actions.extend_from_slice(&a);
-    }
-    r.rewards = vec![0.0; BATCH];
-    r.values = vec![0.0; BATCH];
-    r.ends = vec![acktr_core::Ending::Continues; BATCH];
-    r.advantages = (0..BATCH)
-        .map(|i| ((i * 7 + k) % 5) as f32 / 2.0 - 1.0)
-        .collect();
-    r.returns = (0..BATCH).map(|i| ((i * 3 + k) % 7) as f32 / 3.0).collect();
-    r
+    common::rollout(
+        common::pattern(BATCH * obs_len, 3 * k),
+        obs_len,
+        ACTIONS,
+        1,
+        k,
+    )
 }
 
 /// Everything an update changes: weights, momentum, factors.

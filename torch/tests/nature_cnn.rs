@@ -4,6 +4,8 @@
 //! `(S_d ⊗ Ā_d) vec(V) = vec(G)` (row-major `vec`; `Ā_d`, `S_d` with the core's damping
 //! split), solved in f64 by LU from the 592 × 592 Kronecker product itself.
 
+mod common;
+
 use acktr_core::{Config, HeadKind};
 use acktr_host::agent::{Agent, HostRollout};
 use acktr_torch::agent::TorchAgent;
@@ -21,28 +23,7 @@ fn frames(batch: usize, seed: usize) -> Vec<f32> {
 }
 
 fn rollout(batch: usize) -> HostRollout {
-    let mut r = HostRollout::new(batch, 4 * 84 * 84, ACTIONS);
-    r.obs = frames(batch, 1);
-    for i in 0..batch {
-        let mut a = [0.0; ACTIONS];
-        a[(i * 3) % ACTIONS] = 1.0;
-        r.actions.extend_from_slice(&a);
-    }
-    r.rewards = vec![0.0; batch];
-    r.values = vec![0.0; batch];
-    r.ends = vec![acktr_core::Ending::Continues; batch];
-    r.advantages = (0..batch).map(|i| (i % 5) as f32 / 2.0 - 1.0).collect();
-    r.returns = (0..batch).map(|i| (i % 7) as f32 / 3.0).collect();
-    r
-}
-
-fn weights(a: &TorchAgent) -> Vec<f32> {
-    a.learner
-        .net
-        .params()
-        .iter()
-        .flat_map(|p| Vec::<f32>::try_from(p.detach().flatten(0, -1)).unwrap())
-        .collect()
+    common::rollout(frames(batch, 1), 4 * 84 * 84, ACTIONS, 3, 0)
 }
 
 #[test]
@@ -63,7 +44,7 @@ fn nature_cnn_takes_natural_gradient_steps() {
     )
     .unwrap();
     let batch = rollout(16);
-    let w0 = weights(&agent);
+    let w0 = common::weights(&agent);
     let mut losses = Vec::new();
     for _ in 0..3 {
         let s = agent.update(&batch).unwrap();
@@ -71,7 +52,7 @@ fn nature_cnn_takes_natural_gradient_steps() {
         assert!(s.step_size > 0.0 && s.step_size.is_finite(), "{s:?}");
         losses.push(s.policy_loss + s.value_loss);
     }
-    let w = weights(&agent);
+    let w = common::weights(&agent);
     assert!(w.iter().all(|v| v.is_finite()), "non-finite weights");
     let moved = w.iter().zip(&w0).filter(|(a, b)| a != b).count();
     assert!(moved > w.len() / 2, "{moved} of {} weights moved", w.len());
