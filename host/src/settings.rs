@@ -138,7 +138,8 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
     /// tch backend, ACKTR: run the Fisher pass, factor statistics and inverses on a second
-    /// thread while the loss gradient is backpropagated (the same numbers as in sequence).
+    /// thread while the loss gradient is backpropagated (the same numbers as in sequence at
+    /// one intra-op thread).
     #[arg(long, value_enum, default_value_t = KfacThreadArg::Auto)]
     #[serde(default = "default_kfac_thread")]
     pub kfac_thread: KfacThreadArg,

@@ -350,7 +350,9 @@ impl TorchLearner {
 
     /// Run K-FAC's work (Fisher pass, statistics, inverses) on a thread of its own, overlapped
     /// with the loss backward (`true`), or in sequence (`false`, the default). The numbers are
-    /// the same either way; the overlap needs a second core to pay. Conv nets at
+    /// the same either way when the training thread also runs one intra-op thread (the worker
+    /// always does; with more, a conv Fisher pass may round differently); the overlap needs a
+    /// second core to pay. Conv nets at
     /// `stat_stride 1` share the loss pass's graph and always run in sequence.
     pub fn set_worker(&mut self, on: bool) -> Result<()> {
         match (on, self.worker.is_some()) {
