@@ -99,36 +99,34 @@ pub fn tch_tables(args: &BenchArgs) -> Result<String> {
         r.returns = (0..batch)
             .map(|i| ((i * 104_729) % 17) as f32 / 8.0)
             .collect();
-        let mut a2c = TorchAgent::new(
-            bench_config(Algo::A2c),
-            arch.clone(),
-            &shape,
-            HeadKind::Categorical,
-            actions,
-            device,
-            0,
-        )?;
-        a2c.update(&r)?;
-        let mut a2c_times = Vec::new();
-        for _ in 0..reps {
-            let t = Instant::now();
-            a2c.update(&r)?;
-            a2c_times.push(t.elapsed());
-        }
-        let a2c_ms = ms(median(a2c_times));
-        for stride in STRIDES {
-            let mut acktr = TorchAgent::new(
-                Config {
-                    stat_stride: stride,
-                    ..bench_config(Algo::Acktr)
-                },
+        let make = |config: Config| {
+            TorchAgent::new(
+                config,
                 arch.clone(),
                 &shape,
                 HeadKind::Categorical,
                 actions,
                 device,
                 0,
-            )?;
+            )
+        };
+        // One warm-up update, then the median wall time of `n` more (ms).
+        let update_ms = |agent: &mut TorchAgent, n: usize| -> Result<f64> {
+            agent.update(&r)?;
+            let mut times = Vec::with_capacity(n);
+            for _ in 0..n {
+                let t = Instant::now();
+                agent.update(&r)?;
+                times.push(t.elapsed());
+            }
+            Ok(ms(median(times)))
+        };
+        let a2c_ms = update_ms(&mut make(bench_config(Algo::A2c))?, reps)?;
+        for stride in STRIDES {
+            let mut acktr = make(Config {
+                stat_stride: stride,
+                ..bench_config(Algo::Acktr)
+            })?;
             let (mut timings, mut inverse_every_update) = (Vec::new(), Vec::new());
             acktr.update(&r)?;
             for i in 0..reps.max(10) {
@@ -150,27 +148,12 @@ pub fn tch_tables(args: &BenchArgs) -> Result<String> {
         }
         if two_cores() {
             // The same update with K-FAC's work on its own thread (wall time, median).
-            let mut acktr = TorchAgent::new(
-                Config {
-                    stat_stride: 8,
-                    ..bench_config(Algo::Acktr)
-                },
-                arch.clone(),
-                &shape,
-                HeadKind::Categorical,
-                actions,
-                device,
-                0,
-            )?;
+            let mut acktr = make(Config {
+                stat_stride: 8,
+                ..bench_config(Algo::Acktr)
+            })?;
             acktr.learner.set_worker(true)?;
-            acktr.update(&r)?;
-            let mut times = Vec::new();
-            for _ in 0..reps.max(10) {
-                let t = Instant::now();
-                acktr.update(&r)?;
-                times.push(t.elapsed());
-            }
-            let t = ms(median(times));
+            let t = update_ms(&mut acktr, reps.max(10))?;
             out += &format!("| ↳ stat_stride 8 with the K-FAC thread (Fisher pass, statistics and inverses beside the loss backward), update wall time / A2C | {t:.2} ms / {a2c_ms:.2} ms = **{:.2}×** | | | | | | |\n", t / a2c_ms);
         }
         if matches!(arch, Arch::Nature) {
