@@ -68,6 +68,34 @@ pub struct Config {
     /// Scale of the critic's Gaussian log-likelihood in the Fisher (`σ = 1` Gauss–Newton).
     /// Paper's code: 1.
     pub vf_fisher_coef: f32,
+    /// Standardise the batch's advantages, `Â ← (Â − mean Â) / (std Â + 1e-8)`, before the
+    /// policy gradient (the paper's continuous-control code does). Paper (Atari): false.
+    #[serde(default)]
+    pub normalize_advantage: bool,
+    /// `δ_v`, the critic's own trust region (separate trunks only): the actor's step is
+    /// `η_π = min(η_max, sqrt(2δ/q_π))` from its own quadratic form `q_π` and the critic's
+    /// `η_v = min(η_max, sqrt(2δ_v/q_v))`, where `½η_v²q_v` is the predicted mean squared
+    /// change of `V` (the critic's Gauss–Newton Fisher has `σ = 1`). `0`: one joint trust
+    /// region over both nets (the Atari paper's). Paper's MuJoCo code: its value network has a
+    /// K-FAC optimizer of its own with a KL clip of 0.3.
+    #[serde(default)]
+    pub vf_kl_clip: f32,
+    /// Natural-gradient steps of the critic per batch (`≥ 1`; more than 1 needs `vf_kl_clip`):
+    /// after the joint update, `vf_iters − 1` further critic-only steps on the same batch, each
+    /// from the value loss's gradient at the new weights, the same factors and `δ_v`. The
+    /// paper's MuJoCo code fits its value network with several passes per batch.
+    #[serde(default = "one")]
+    pub vf_iters: u32,
+    /// Target of the measured KL `E[KL(π_old ‖ π_new)]` of each policy step (`0`: off). When
+    /// on, `η_max` is multiplied by a scale `s` that is divided by 1.5 after a step whose
+    /// measured KL exceeds `2·target_kl` and multiplied by 1.5 after one below `target_kl/2`
+    /// (`s ∈ [1/1024, 1024]`), the paper's MuJoCo rule (target 0.002).
+    #[serde(default)]
+    pub target_kl: f32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl Default for Config {
@@ -97,6 +125,10 @@ impl Config {
         value_coef: 0.5,
         entropy_coef: 0.01,
         vf_fisher_coef: 1.0,
+        normalize_advantage: false,
+        vf_kl_clip: 0.0,
+        vf_iters: 1,
+        target_kl: 0.0,
     };
 
     /// A2C's usual settings (RMSprop, lr 7e-4, α 0.99, ε 1e-5, clip 0.5, no momentum).
@@ -155,6 +187,22 @@ impl Config {
         }
         if !nonneg(self.value_coef) || !nonneg(self.entropy_coef) || !nonneg(self.vf_fisher_coef) {
             return Err(Error::ConfigInvalid("loss coefficients must be >= 0"));
+        }
+        if !nonneg(self.vf_kl_clip) {
+            return Err(Error::ConfigInvalid("vf_kl_clip must be >= 0"));
+        }
+        if self.vf_iters == 0 || (self.vf_iters > 1 && self.vf_kl_clip == 0.0) {
+            return Err(Error::ConfigInvalid(
+                "vf_iters must be >= 1, and more than 1 needs vf_kl_clip > 0",
+            ));
+        }
+        if !nonneg(self.target_kl) {
+            return Err(Error::ConfigInvalid("target_kl must be >= 0"));
+        }
+        if self.target_kl > 0.0 && matches!(self.optimizer, Optimizer::RmsProp { .. }) {
+            return Err(Error::ConfigInvalid(
+                "target_kl needs ACKTR or SGD, not RMSprop",
+            ));
         }
         if let Optimizer::RmsProp { alpha, eps } = self.optimizer {
             if !unit(alpha) || !pos(eps) {

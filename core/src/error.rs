@@ -14,8 +14,10 @@ pub enum Error {
     EnvActionSpaceMismatch,
     /// `update` on a rollout with no samples.
     UpdateEmptyRollout,
-    /// The rollout holds NaN or ±∞ (observations, rewards, values, returns).
+    /// The rollout holds NaN or ±∞ (observations, rewards, values, returns); nothing changed.
     UpdateNonFiniteInput,
+    /// The rollout holds a finite number out of range (`Step::in_range`); nothing changed.
+    UpdateInputOutOfRange,
     /// The gradient or the trust-region quadratic form is not finite; weights untouched.
     UpdateNonFiniteGradient,
     /// The curvature statistics overflowed; they were reset, weights untouched.
@@ -65,6 +67,9 @@ impl core::fmt::Display for Error {
             }
             Error::UpdateEmptyRollout => f.write_str("update on an empty rollout"),
             Error::UpdateNonFiniteInput => f.write_str("rollout contains NaN or infinite values"),
+            Error::UpdateInputOutOfRange => f.write_str(
+                "rollout contains an observation beyond ±1e6 or a reward, value or return beyond ±1e9",
+            ),
             Error::UpdateNonFiniteGradient => {
                 f.write_str("gradient is NaN or infinite; weights left unchanged")
             }

@@ -207,6 +207,32 @@ impl HeadKind {
         }
     }
 
+    /// `KL(π_old ‖ π_new)` of one state from both policies' outputs `z` and log-stds `ls`:
+    /// categorical `Σ p_old (log p_old − log p_new)`; diagonal Gaussian
+    /// `Σ [ls_new − ls_old + (σ_old² + (μ_old − μ_new)²) / (2σ_new²) − ½]`.
+    pub fn kl<const P: usize>(
+        self,
+        z_old: &[f32; P],
+        ls_old: &[f32; P],
+        z_new: &[f32; P],
+        ls_new: &[f32; P],
+    ) -> f32 {
+        match self {
+            HeadKind::Categorical => {
+                let (lp_old, p_old, _) = softmax_parts(z_old);
+                let (lp_new, _, _) = softmax_parts(z_new);
+                (0..P).map(|i| p_old[i] * (lp_old[i] - lp_new[i])).sum()
+            }
+            HeadKind::Gaussian => (0..P)
+                .map(|i| {
+                    let d = z_old[i] - z_new[i];
+                    let r = libm::expf(2.0 * (ls_old[i] - ls_new[i]));
+                    ls_new[i] - ls_old[i] + 0.5 * (r + d * d * libm::expf(-2.0 * ls_new[i])) - 0.5
+                })
+                .sum(),
+        }
+    }
+
     /// Fisher sample: gradient of `−log π(ã|s)` with respect to the outputs, `ã ~ π(·|s)`.
     pub fn fisher_grad<const P: usize>(
         self,

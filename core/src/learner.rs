@@ -43,6 +43,61 @@ pub struct UpdateStats {
     pub predicted_kl: f32,
     /// Whether this was a natural-gradient step (false: cold start or first-order).
     pub natural: bool,
+    /// The critic's step size `η_v` of its own trust region (`vf_kl_clip > 0`), else 0.
+    pub vf_step_size: f32,
+    /// With `target_kl`: the measured `mean KL(π_old ‖ π_new)` of the step, else 0.
+    pub measured_kl: f32,
+    /// The scale on `η_max` after this update (1 unless `target_kl` adapts it).
+    pub eta_scale: f32,
+    /// With `vf_iters > 1`: `mean((R − V)²)` before the last critic-only step, else 0.
+    pub value_loss_after: f32,
+}
+
+/// What one pass of [`Learner::gradient_and_statistics`] computes.
+#[derive(Clone, Copy)]
+struct Pass {
+    /// Add the loss gradient.
+    loss: bool,
+    /// Add the Fisher statistics with this weight per sample.
+    fisher: bool,
+    w_stat: f32,
+    /// Advantages enter the loss as `(Â − mean)·scale`.
+    adv: (f32, f32),
+}
+
+/// `(mean, 1/(std + 1e-8))` of the steps' advantages (population std), in f64.
+fn advantage_standardiser<const OBS: usize, const P: usize>(steps: &[Step<OBS, P>]) -> (f32, f32) {
+    let n = steps.len() as f64;
+    let mean = steps.iter().map(|s| s.advantage as f64).sum::<f64>() / n;
+    let var = steps
+        .iter()
+        .map(|s| (s.advantage as f64 - mean) * (s.advantage as f64 - mean))
+        .sum::<f64>()
+        / n;
+    (mean as f32, (1.0 / (libm::sqrt(var) + 1e-8)) as f32)
+}
+
+/// Multiply the actor's parameters (trunk 0, the policy head, the log-std) or the critic's
+/// (trunk `T − 1`, the value head) by `r`; for separate trunks.
+fn scale_part<const OBS: usize, const H: usize, const P: usize, const T: usize>(
+    g: &mut ActorCritic<OBS, H, P, T>,
+    critic: bool,
+    r: f32,
+) {
+    let trunk = &mut g.trunks[if critic { T - 1 } else { 0 }];
+    let [a, b] = trunk.l1.slices_mut();
+    let [c, d] = trunk.l2.slices_mut();
+    let [e, f] = if critic {
+        g.v.slices_mut()
+    } else {
+        g.pi.slices_mut()
+    };
+    for s in [a, b, c, d, e, f] {
+        s.iter_mut().for_each(|x| *x *= r);
+    }
+    if !critic {
+        g.log_std.iter_mut().for_each(|x| *x *= r);
+    }
 }
 
 /// Everything training needs: the policy, its gradient and momentum buffers, the curvature.
@@ -55,6 +110,8 @@ pub struct Learner<const OBS: usize, const H: usize, const P: usize, const T: us
     velocity: ActorCritic<OBS, H, P, T>,
     curvature: Curvature<OBS, H, P, T>,
     updates: u32,
+    /// The scale on `η_max` that `target_kl` adapts (1 otherwise).
+    eta_scale: f32,
 }
 
 impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<OBS, H, P, T> {
@@ -72,6 +129,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
             velocity: zeros,
             curvature: Curvature::new(),
             updates: 0,
+            eta_scale: 1.0,
         })
     }
 
@@ -87,6 +145,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
             velocity: ActorCritic::zeros(activation, head),
             curvature: Curvature::new(),
             updates: 0,
+            eta_scale: 1.0,
         }
     }
 
@@ -101,6 +160,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
             .visit_mut(|s| s.iter_mut().for_each(|v| *v = 0.0));
         self.curvature.set_factorized(false);
         self.updates = 0;
+        self.eta_scale = 1.0;
         Ok(())
     }
 
@@ -122,7 +182,8 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
     }
 
     /// Visit every number of the training state in a fixed order: the policy's parameters,
-    /// the direction buffer, the momentum/RMSprop state, the Kronecker factors. With
+    /// the direction buffer, the momentum/RMSprop state, the Kronecker factors, the scale on
+    /// `η_max` (see [`Config::target_kl`]). With
     /// [`Learner::updates`], [`Learner::set_updates`] and the factors' `is_factorized` flag
     /// this is everything a checkpoint needs.
     pub fn visit_state_mut(&mut self, mut f: impl FnMut(&mut [f32])) {
@@ -131,7 +192,8 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
                 f(s);
             }
         }
-        self.curvature.visit_mut(f);
+        self.curvature.visit_mut(&mut f);
+        f(core::slice::from_mut(&mut self.eta_scale));
     }
 
     /// Restore the update counter and whether the factors' decompositions are valid.
@@ -146,13 +208,16 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
     }
 
     /// After an update: the direction that was stepped along (`Δθ` for a natural step, the
-    /// clipped gradient for a first-order one), before `η` and momentum.
+    /// clipped gradient for a first-order one), before `η` and momentum; with `vf_kl_clip` its
+    /// critic part is scaled by `η_v/η`. Scratch: after an update with `target_kl` or
+    /// `vf_iters > 1`, or a failed one, it holds other numbers.
     pub fn direction(&self) -> &ActorCritic<OBS, H, P, T> {
         &self.grad
     }
 
-    /// One update from a rollout whose returns are computed. On error the weights are
-    /// unchanged.
+    /// One update from a rollout whose returns are computed. On error the weights and
+    /// momentum are unchanged, and so is everything else when the error was found before the
+    /// statistics took the batch (see docs/algorithm.md, "What a failed update leaves").
     pub fn update<const E: usize, const N: usize>(
         &mut self,
         rollout: &Rollout<OBS, P, E, N>,
@@ -221,6 +286,11 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
     ) -> Result<UpdateStats, Error> {
         let cfg = self.config;
         cfg.validate()?;
+        if cfg.vf_kl_clip > 0.0 && T != 2 {
+            return Err(Error::ConfigInvalid(
+                "vf_kl_clip needs separate actor and critic trunks",
+            ));
+        }
         let b = steps.len();
         if b == 0 {
             return Err(Error::UpdateEmptyRollout);
@@ -228,9 +298,17 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
         if !steps.iter().all(|s| s.is_finite()) {
             return Err(Error::UpdateNonFiniteInput);
         }
+        if !steps.iter().all(|s| s.in_range()) {
+            return Err(Error::UpdateInputOutOfRange);
+        }
         let natural = matches!(cfg.optimizer, Optimizer::Acktr);
         let cold = natural && self.updates < cfg.cold_iters;
         let inv_b = 1.0 / b as f32;
+        let adv = if cfg.normalize_advantage {
+            advantage_standardiser(steps)
+        } else {
+            (0.0, 1.0)
+        };
 
         // Statistics weight: debiased running average, ρ_k = min(ρ, k/(k+1)).
         let k = self.updates as f32;
@@ -245,12 +323,22 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
         self.grad.map_mut(|g| *g = 0.0);
         let stride = cfg.stat_stride as usize;
         let together = natural && stride == 1;
-        let mut stats =
-            self.gradient_and_statistics::<B>(steps, 1, forwards, true, together, w_stat, rng);
+        let pass = Pass {
+            loss: true,
+            fisher: together,
+            w_stat,
+            adv,
+        };
+        let mut stats = self.gradient_and_statistics::<B>(steps, 1, forwards, pass, rng);
         if natural && !together {
             let n = b.div_ceil(stride);
-            let w = (1.0 - rho) / n as f32;
-            self.gradient_and_statistics::<B>(steps, stride, forwards, false, true, w, rng);
+            let pass = Pass {
+                loss: false,
+                fisher: true,
+                w_stat: (1.0 - rho) / n as f32,
+                adv,
+            };
+            self.gradient_and_statistics::<B>(steps, stride, forwards, pass, rng);
         }
         stats.policy_loss *= inv_b;
         stats.value_loss *= inv_b;
@@ -267,57 +355,171 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
         }
         stats.grad_norm = libm::sqrtf(self.grad.fold_with(&self.grad, |a, _| a * a));
 
-        // Step direction (in `grad`) and size.
-        let eta = if natural && !cold {
+        // Step direction (in `grad`) and size: `η` for the actor, `η_v` for the critic's part.
+        let split = cfg.vf_kl_clip > 0.0;
+        if !(self.eta_scale.is_finite() && self.eta_scale > 0.0) {
+            self.eta_scale = 1.0; // a restored state's scale out of range
+        }
+        let eta_max = cfg.eta_max * self.eta_scale;
+        let (eta, eta_v) = if natural && !cold {
             let since = self.updates - cfg.cold_iters;
             if !self.curvature.is_factorized() || since % cfg.inverse_every == 0 {
                 self.curvature.factorize(cfg.damping)?;
             }
-            let mut q = self.curvature.precondition(&mut self.grad)?;
+            let [mut qa, qc] = self.curvature.precondition_parts(&mut self.grad, false)?;
             if self.net.head == HeadKind::Gaussian {
                 // Exact Fisher of the log-std: 2 per dimension.
                 for g in self.grad.log_std.iter_mut() {
                     let v = *g / (2.0 + cfg.damping);
-                    q += *g * v;
+                    qa += *g * v;
                     *g = v;
                 }
             }
             if !self.grad.is_finite() {
                 return Err(Error::UpdateNonFiniteGradient);
             }
-            let eta = trust_region::step_size(q, cfg.eta_max, cfg.kl_clip)?;
             stats.natural = true;
-            stats.quadratic_form = q;
-            stats.predicted_kl = 0.5 * eta * eta * q;
-            eta
+            if split {
+                let eta = trust_region::step_size(qa, eta_max, cfg.kl_clip)?;
+                let eta_v = trust_region::step_size(qc, cfg.eta_max, cfg.vf_kl_clip)?;
+                stats.quadratic_form = qa;
+                stats.predicted_kl = 0.5 * eta * eta * qa;
+                stats.vf_step_size = eta_v;
+                (eta, eta_v)
+            } else {
+                let q = qa + qc;
+                let eta = trust_region::step_size(q, eta_max, cfg.kl_clip)?;
+                stats.quadratic_form = q;
+                stats.predicted_kl = 0.5 * eta * eta * q;
+                (eta, eta)
+            }
         } else {
             if cfg.max_grad_norm > 0.0 && stats.grad_norm > cfg.max_grad_norm {
                 let c = cfg.max_grad_norm / stats.grad_norm;
                 self.grad.map_mut(|g| *g *= c);
             }
-            if cold {
-                cfg.cold_lr
-            } else {
-                cfg.eta_max
-            }
+            let eta = if cold { cfg.cold_lr } else { eta_max };
+            (eta, eta)
         };
         stats.step_size = eta;
 
-        // Weights.
-        let m = cfg.momentum;
-        let (net, dir, state) = (&mut self.net, &self.grad, &mut self.velocity);
-        match cfg.optimizer {
-            Optimizer::RmsProp { alpha, eps } => net.zip3_mut(dir, state, |p, g, s| {
-                *s = alpha * *s + (1.0 - alpha) * g * g;
-                *p -= eta * g / (crate::dense::sqrt(*s) + eps);
-            }),
-            Optimizer::Acktr | Optimizer::Sgd => net.zip3_mut(dir, state, |p, d, u| {
-                *u = m * *u + (1.0 - m) * eta * d;
-                *p -= *u;
-            }),
+        // Weights; with `target_kl` the policy before the step is kept in `grad` (the
+        // direction is spent) to measure the step's KL.
+        if eta_v != eta {
+            scale_part(&mut self.grad, true, eta_v / eta);
         }
+        self.step(eta)?;
         self.updates += 1;
+        if cfg.target_kl > 0.0 {
+            stats.measured_kl = self.measured_kl::<B>(steps, forwards);
+            if stats.measured_kl > 2.0 * cfg.target_kl {
+                self.eta_scale = (self.eta_scale / 1.5).max(1.0 / 1024.0);
+            } else if stats.measured_kl < 0.5 * cfg.target_kl {
+                self.eta_scale = (self.eta_scale * 1.5).min(1024.0);
+            }
+        }
+        stats.eta_scale = self.eta_scale;
+
+        // Further critic-only natural steps on the same batch, from the value loss at the new
+        // weights (none during the cold start: no factors yet).
+        let critic_steps = if stats.natural { cfg.vf_iters } else { 1 };
+        for _ in 1..critic_steps {
+            self.grad.map_mut(|g| *g = 0.0);
+            let pass = Pass {
+                loss: true,
+                fisher: false,
+                w_stat: 0.0,
+                adv,
+            };
+            let s = self.gradient_and_statistics::<B>(steps, 1, None, pass, rng);
+            let (wd, net) = (cfg.weight_decay, &self.net);
+            self.grad.zip_mut(net, |g, p| *g = *g * inv_b + wd * p);
+            scale_part(&mut self.grad, false, 0.0);
+            let [_, qc] = self.curvature.precondition_parts(&mut self.grad, true)?;
+            if !self.grad.is_finite() {
+                return Err(Error::UpdateNonFiniteGradient);
+            }
+            let eta_v = trust_region::step_size(qc, cfg.eta_max, cfg.vf_kl_clip)?;
+            self.step(eta_v)?;
+            stats.value_loss_after = s.value_loss * inv_b;
+        }
         Ok(stats)
+    }
+
+    /// `u ← m u + (1−m) η d`, `θ ← θ − u` (ACKTR, SGD), or RMSprop, with `d` in `grad`.
+    /// A step that would leave a weight or the optimizer state non-finite is refused
+    /// ([`Error::UpdateNonFiniteGradient`]) before anything is written.
+    fn step(&mut self, eta: f32) -> Result<(), Error> {
+        let m = self.config.momentum;
+        let optimizer = self.config.optimizer;
+        // `(new state, new weight)` of one parameter.
+        let next = |p: f32, d: f32, u: f32| match optimizer {
+            Optimizer::RmsProp { alpha, eps } => {
+                let s = alpha * u + (1.0 - alpha) * d * d;
+                (s, p - eta * d / (crate::dense::sqrt(s) + eps))
+            }
+            Optimizer::Acktr | Optimizer::Sgd => {
+                let u = m * u + (1.0 - m) * eta * d;
+                (u, p - u)
+            }
+        };
+        let mut bad = 0usize;
+        let (net, dir, state) = (&self.net, &self.grad, &self.velocity);
+        for ((p, d), u) in net
+            .param_slices()
+            .into_iter()
+            .zip(dir.param_slices())
+            .zip(state.param_slices())
+        {
+            for ((&p, &d), &u) in p.iter().zip(d.iter()).zip(u.iter()) {
+                let (u, p) = next(p, d, u);
+                bad += usize::from(!(u.is_finite() && p.is_finite()));
+            }
+        }
+        if bad > 0 {
+            return Err(Error::UpdateNonFiniteGradient);
+        }
+        let (net, dir, state) = (&mut self.net, &self.grad, &mut self.velocity);
+        net.zip3_mut(dir, state, |p, d, u| (*u, *p) = next(*p, d, *u));
+        Ok(())
+    }
+
+    /// `mean_t KL(π_old(·|s_t) ‖ π(·|s_t))` over `steps`, with `π_old` the policy before the
+    /// last step: its outputs from `forwards` when given, else recomputed from
+    /// `θ_old = θ + u` (ACKTR, SGD: the step was `θ ← θ − u`) in `grad`.
+    fn measured_kl<const B: usize>(
+        &mut self,
+        steps: &[Step<OBS, P>],
+        forwards: Option<&[ForwardBlock<OBS, H, P, T, B>]>,
+    ) -> f32 {
+        let old_log_std = {
+            let (old, net, u) = (&mut self.grad, &self.net, &self.velocity);
+            old.zip_mut(net, |o, p| *o = p);
+            old.zip_mut(u, |o, u| *o += u);
+            old.log_std
+        };
+        let head = self.net.head;
+        let mut new = ForwardBlock::<OBS, H, P, T, B>::zeros();
+        let mut old = ForwardBlock::<OBS, H, P, T, B>::zeros();
+        let mut kl = 0.0;
+        for (k, chunk) in steps.chunks(B).enumerate() {
+            for (b, s) in chunk.iter().enumerate() {
+                new.set_obs(b, &s.obs);
+                old.set_obs(b, &s.obs);
+            }
+            self.net.forward_block(&mut new);
+            let old = match forwards {
+                Some(f) => &f[k],
+                None => {
+                    self.grad.forward_block(&mut old);
+                    &old
+                }
+            };
+            for b in 0..chunk.len() {
+                kl += head.kl(&old.z_of(b), &old_log_std, &new.z_of(b), &self.net.log_std);
+            }
+        }
+        kl / steps.len() as f32
     }
 
     /// The per-sample part of [`Learner::update_steps`], over every `stride`-th step: if
@@ -335,18 +537,21 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
     /// Not inlined, so that the block buffers live in this frame only while the samples are
     /// processed, not beside the preconditioning's temporaries.
     #[inline(never)]
-    #[allow(clippy::too_many_arguments)]
     fn gradient_and_statistics<const B: usize>(
         &mut self,
         steps: &[Step<OBS, P>],
         stride: usize,
         forwards: Option<&[ForwardBlock<OBS, H, P, T, B>]>,
-        loss: bool,
-        fisher: bool,
-        w_stat: f32,
+        pass: Pass,
         rng: &mut impl RngCore,
     ) -> UpdateStats {
         let cfg = self.config;
+        let Pass {
+            loss,
+            fisher,
+            w_stat,
+            adv: (adv_mean, adv_scale),
+        } = pass;
         let mut stats = UpdateStats::default();
         let mut fb = ForwardBlock::<OBS, H, P, T, B>::zeros();
         let mut bb = BackwardBlock::<H, P, T, B>::zeros();
@@ -393,11 +598,12 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
                 let v = fb.v[0][b];
                 let mut gz = [0.0; P];
                 if loss {
+                    let advantage = (s.advantage - adv_mean) * adv_scale;
                     let (logp, ent) = self.net.head.loss_grad(
                         &z,
                         &self.net.log_std,
                         &s.action,
-                        s.advantage,
+                        advantage,
                         cfg.entropy_coef,
                         &mut gz,
                         &mut self.grad.log_std,
@@ -406,7 +612,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
                         row[b] = g;
                     }
                     gv_loss[b] = 2.0 * cfg.value_coef * (v - s.ret);
-                    stats.policy_loss -= s.advantage * logp;
+                    stats.policy_loss -= advantage * logp;
                     stats.value_loss += (s.ret - v) * (s.ret - v);
                     stats.entropy += ent;
                 }

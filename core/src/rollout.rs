@@ -82,6 +82,28 @@ impl<const OBS: usize, const P: usize> Step<OBS, P> {
             && self.advantage.is_finite()
             && self.ret.is_finite()
     }
+
+    /// Every number within the ranges an update accepts: `|obs| ≤ ` [`Step::MAX_OBS`] and
+    /// `|reward|, |value|, |Â|, |R|` and a bootstrap `≤ ` [`Step::MAX_SIGNAL`] (NaN is out of
+    /// range). The squares of larger inputs overflow the f32 factor statistics, or swamp their
+    /// damping so that the next decomposition fails.
+    pub fn in_range(&self) -> bool {
+        let ok = |v: f32, m: f32| v.abs() <= m;
+        let b = match self.end {
+            Ending::Truncated { bootstrap } => ok(bootstrap, Self::MAX_SIGNAL),
+            _ => true,
+        };
+        b && self.obs.iter().all(|&v| ok(v, Self::MAX_OBS))
+            && self.action.iter().all(|&v| ok(v, Self::MAX_OBS))
+            && [self.reward, self.value, self.advantage, self.ret]
+                .iter()
+                .all(|&v| ok(v, Self::MAX_SIGNAL))
+    }
+
+    /// Largest `|observation|` (and `|action|`) an update accepts: 10⁶.
+    pub const MAX_OBS: f32 = 1e6;
+    /// Largest `|reward|`, `|value|`, `|advantage|`, `|return|` an update accepts: 10⁹.
+    pub const MAX_SIGNAL: f32 = 1e9;
 }
 
 /// `N` time steps of `E` environments (`E·N` samples), time-major.

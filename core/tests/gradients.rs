@@ -215,14 +215,15 @@ fn bad_batches_give_errors_and_leave_weights_alone() {
     );
     assert_eq!(l.net, net);
 
-    // Finite but huge observations overflow the input factor's statistics.
+    // Finite but huge observations (they would overflow the input factor's statistics) are
+    // refused before anything changes.
     let mut steps: Vec<_> = r.steps().to_vec();
     steps[1][0].obs = [1e30, -1e30, 1e30];
     r.clear();
     steps.iter().for_each(|s| r.push(*s).unwrap());
     assert_eq!(
         l.update(&r, &mut rng),
-        Err(acktr_core::Error::UpdateNonFiniteCurvature)
+        Err(acktr_core::Error::UpdateInputOutOfRange)
     );
     assert_eq!(l.net, net);
     assert_eq!(l.updates(), 0);

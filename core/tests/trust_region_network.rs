@@ -331,3 +331,89 @@ fn separate_gaussian_step_matches_the_explicit_fisher() {
     };
     check::<3, 5, 2, 2>(HeadKind::Gaussian, 4, cfg, false);
 }
+
+/// `vf_kl_clip`: the actor (trunk 0, policy head, log-std) and the critic (trunk 1, value head)
+/// each take the step of their own trust region, `η_π = min(η_max, sqrt(2δ/q_π))` and
+/// `η_v = min(η_max, sqrt(2δ_v/q_v))`, with `q` each part's `xᵀF̂x` of `x = F̂⁻¹g` from the
+/// explicit Fisher (block diagonal, so the parts' solves are independent). From zero momentum
+/// and with none, the step taken is `η_π x_π` on the actor and `η_v x_v` on the critic.
+#[test]
+fn separate_trust_regions_match_the_explicit_fisher() {
+    const OBS: usize = 3;
+    const H: usize = 5;
+    const P: usize = 2;
+    let mut rng = Rng(11);
+    let mut net = ActorCritic::<OBS, H, P, 2>::new(Activation::Tanh, HeadKind::Gaussian, &mut rng);
+    net.log_std.iter_mut().for_each(|l| *l = 0.3 * rng.sym());
+    let cfg = Config {
+        kl_clip: 1e-4,
+        vf_kl_clip: 3e-3,
+        eta_max: 10.0,
+        momentum: 0.0,
+        cold_iters: 0,
+        inverse_every: 1,
+        ..Config::default()
+    };
+    // Parameter indices in `param_slices` order: trunk 0, trunk 1, policy head, value head,
+    // log-std.
+    let trunk = H * OBS + H + H * H + H;
+    let (pi, v) = (P * H + P, H + 1);
+    let n = ActorCritic::<OBS, H, P, 2>::num_params();
+    let critic: Vec<bool> = (0..n)
+        .map(|i| {
+            (trunk..2 * trunk).contains(&i) || (2 * trunk + pi..2 * trunk + pi + v).contains(&i)
+        })
+        .collect();
+    let mut l = Learner::new(cfg, net).unwrap();
+    let mut fisher_rng = Rng(12);
+    for k in 0..3 {
+        let r = batch::<OBS, P>(&mut rng, HeadKind::Gaussian);
+        let theta = flat(&l.net);
+        let mut plain = Learner::new(
+            Config {
+                optimizer: Optimizer::Sgd,
+                max_grad_norm: 0.0,
+                vf_kl_clip: 0.0,
+                ..cfg
+            },
+            l.net,
+        )
+        .unwrap();
+        plain.update(&r, &mut Rng(0)).unwrap();
+        let g = flat(plain.direction());
+        let stats = l.update(&r, &mut fisher_rng).unwrap();
+        let f = explicit_fisher(l.curvature(), HeadKind::Gaussian, cfg.damping as f64);
+        let x = f.clone().cholesky().unwrap().solve(&g);
+        let part = |c: bool| {
+            DVector::from_iterator(n, (0..n).map(|i| if critic[i] == c { x[i] } else { 0.0 }))
+        };
+        let (xa, xc) = (part(false), part(true));
+        let (qa, qc) = (xa.dot(&(&f * &xa)), xc.dot(&(&f * &xc)));
+        let eta_a = (cfg.eta_max as f64).min((2.0 * cfg.kl_clip as f64 / qa).sqrt());
+        let eta_c = (cfg.eta_max as f64).min((2.0 * cfg.vf_kl_clip as f64 / qc).sqrt());
+        assert!(
+            rel(stats.step_size as f64, eta_a) <= 1e-5,
+            "update {k}: η_π"
+        );
+        assert!(
+            rel(stats.vf_step_size as f64, eta_c) <= 1e-5,
+            "update {k}: η_v"
+        );
+        assert!(
+            rel(stats.quadratic_form as f64, qa) <= 1e-5,
+            "update {k}: q_π"
+        );
+        assert!(rel(stats.predicted_kl as f64, 0.5 * eta_a * eta_a * qa) <= 1e-5);
+        let want = &xa * eta_a + &xc * eta_c;
+        let got = &theta - flat(&l.net);
+        assert!(
+            (&got - &want).amax() <= 1e-3 * want.amax(),
+            "update {k}: step {got} vs {want}"
+        );
+        // The regions differ, so one joint step would not do.
+        assert!(
+            rel(eta_a, eta_c) > 0.1,
+            "update {k}: both parts took one step size"
+        );
+    }
+}
