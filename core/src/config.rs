@@ -86,6 +86,11 @@ pub struct Config {
     /// paper's MuJoCo code fits its value network with several passes per batch.
     #[serde(default = "one")]
     pub vf_iters: u32,
+    /// Each further critic step reads every `vf_stride`-th sample of the batch, starting at
+    /// sample `(j − 1) mod vf_stride` for step `j` (`1`: every sample): `vf_stride` steps
+    /// together read the batch once, at the cost of one pass.
+    #[serde(default = "one")]
+    pub vf_stride: u32,
     /// Target of the measured KL `E[KL(π_old ‖ π_new)]` of each policy step (`0`: off). When
     /// on, `η_max` is multiplied by a scale `s` that is divided by 1.5 after a step whose
     /// measured KL exceeds `2·target_kl` and multiplied by 1.5 after one below `target_kl/2`
@@ -128,6 +133,7 @@ impl Config {
         normalize_advantage: false,
         vf_kl_clip: 0.0,
         vf_iters: 1,
+        vf_stride: 1,
         target_kl: 0.0,
     };
 
@@ -195,6 +201,9 @@ impl Config {
             return Err(Error::ConfigInvalid(
                 "vf_iters must be >= 1, and more than 1 needs vf_kl_clip > 0",
             ));
+        }
+        if self.vf_stride == 0 {
+            return Err(Error::ConfigInvalid("vf_stride must be >= 1"));
         }
         if !nonneg(self.target_kl) {
             return Err(Error::ConfigInvalid("target_kl must be >= 0"));

@@ -423,7 +423,13 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
         // Further critic-only natural steps on the same batch, from the value loss at the new
         // weights (none during the cold start: no factors yet).
         let critic_steps = if stats.natural { cfg.vf_iters } else { 1 };
-        for _ in 1..critic_steps {
+        let stride = cfg.vf_stride as usize;
+        for pass in 1..critic_steps as usize {
+            // Pass `j` reads samples `(j−1) mod k, … + k, …` (`k = vf_stride`).
+            let Some(sub) = steps.get((pass - 1) % stride..) else {
+                break;
+            };
+            let inv_n = 1.0 / sub.len().div_ceil(stride) as f32;
             self.grad.map_mut(|g| *g = 0.0);
             let pass = Pass {
                 loss: true,
@@ -431,17 +437,22 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
                 w_stat: 0.0,
                 adv,
             };
-            let s = self.gradient_and_statistics::<B>(steps, 1, None, pass, rng);
+            let s = self.gradient_and_statistics::<B>(sub, stride, None, pass, rng);
             let (wd, net) = (cfg.weight_decay, &self.net);
-            self.grad.zip_mut(net, |g, p| *g = *g * inv_b + wd * p);
+            self.grad.zip_mut(net, |g, p| *g = *g * inv_n + wd * p);
             scale_part(&mut self.grad, false, 0.0);
-            let [_, qc] = self.curvature.precondition_parts(&mut self.grad, true)?;
-            if !self.grad.is_finite() {
-                return Err(Error::UpdateNonFiniteGradient);
+            // A pass that fails changes nothing (the step checks before it writes); the
+            // update itself has succeeded, so the passes stop there.
+            let Ok([_, qc]) = self.curvature.precondition_parts(&mut self.grad, true) else {
+                break;
+            };
+            let Ok(eta_v) = trust_region::step_size(qc, cfg.eta_max, cfg.vf_kl_clip) else {
+                break;
+            };
+            if !self.grad.is_finite() || self.step(eta_v).is_err() {
+                break;
             }
-            let eta_v = trust_region::step_size(qc, cfg.eta_max, cfg.vf_kl_clip)?;
-            self.step(eta_v)?;
-            stats.value_loss_after = s.value_loss * inv_b;
+            stats.value_loss_after = s.value_loss * inv_n;
         }
         Ok(stats)
     }
