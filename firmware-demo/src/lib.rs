@@ -14,6 +14,17 @@ use cortex_m::asm;
 use cortex_m_rt::{exception, ExceptionFrame};
 use cortex_m_semihosting::{debug, hprintln};
 
+/// The core and the QEMU machine this build is for (the `an505/` crate builds for the
+/// Cortex-M33, the `blackpill/` crate for a real STM32F411).
+#[cfg(not(any(mps2_an505, feature = "stm32f411")))]
+pub const BOARD: &str = "Cortex-M4F (QEMU mps2-an386)";
+/// The chip this build is for (the `stm32f411` feature).
+#[cfg(all(feature = "stm32f411", not(mps2_an505)))]
+pub const BOARD: &str = "Cortex-M4F (STM32F411, 16 MHz HSI reset clock)";
+/// The core and the QEMU machine this build is for.
+#[cfg(mps2_an505)]
+pub const BOARD: &str = "Cortex-M33 (QEMU mps2-an505)";
+
 /// Exit QEMU (or the probe-rs session) with `EXIT_FAILURE`. Without a semihosting host there
 /// is nobody to exit to: then wait for the debugger forever.
 pub fn exit_failure() -> ! {
@@ -45,7 +56,30 @@ pub mod clock {
 
     /// Instructions per SysTick tick under QEMU's `mps2-an386` with `-icount shift=0`:
     /// 1 instruction = 1 ns of virtual time, SysTick at the 25 MHz system clock = 40 ns.
+    #[cfg(not(any(mps2_an505, feature = "stm32f411")))]
     pub const INSTRUCTIONS_PER_TICK: u64 = 40;
+    /// On a real STM32F411 (`stm32f411`) SysTick counts core cycles: one tick is one cycle,
+    /// and the "instructions" of every figure are cycles (one or more per instruction).
+    #[cfg(all(feature = "stm32f411", not(mps2_an505)))]
+    pub const INSTRUCTIONS_PER_TICK: u64 = 1;
+    /// On `mps2-an505` (the Cortex-M33 build) SysTick runs at its 20 MHz system clock: 50 ns.
+    #[cfg(mps2_an505)]
+    pub const INSTRUCTIONS_PER_TICK: u64 = 50;
+
+    /// What the figures count, for the programs' reports.
+    #[cfg(not(feature = "stm32f411"))]
+    pub const COUNTS: &str = "instructions (QEMU -icount shift=0: 1 instruction = 1 virtual ns)";
+    /// What the figures count, for the programs' reports.
+    #[cfg(feature = "stm32f411")]
+    pub const COUNTS: &str =
+        "core cycles, read as instructions (SysTick on the chip's clock; cycles >= instructions)";
+    /// The core clock when SysTick measures real time (a chip, not QEMU): the 16 MHz HSI that
+    /// an STM32F4 runs on after reset (no PLL set up).
+    pub const CORE_HZ: Option<u64> = if cfg!(feature = "stm32f411") {
+        Some(16_000_000)
+    } else {
+        None
+    };
 
     static WRAPS: AtomicU32 = AtomicU32::new(0);
 

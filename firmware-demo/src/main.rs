@@ -5,7 +5,8 @@
 //!    value ever passes through the stack. The embedded policy file (`policy/cartpole.ackp`, a
 //!    `SharedActorCritic<4, 32, 2>`) is loaded into the learner's network in place
 //!    (`read_policy_into`); a file the core refuses stops the demo with the core's typed error
-//!    (the `bad-policy` and `bad-policy-shape` builds embed such a file on purpose). Then a copy
+//!    (the `bad-policy` and `bad-policy-shape` builds embed such a file on purpose); a file of
+//!    the right sizes with another head kind stops it there too (`bad-policy-head`). Then a copy
 //!    with one flipped byte must be refused with the typed checksum error, the network untouched.
 //! 2. Measure the nominal policy (deterministic, [`EVAL_EPISODES`] episodes, fixed seeds) on
 //!    the nominal plant and on the changed one ([`changed_plant`]).
@@ -44,19 +45,36 @@ use cortex_m_semihosting::hprintln;
 use firmware_demo::{clock, exit_failure, exit_success, memory, Tally};
 
 type Net = SharedActorCritic<4, 32, 2>;
+/// CartPole's two actions: a categorical head (the embedded file must have one).
+const HEAD: HeadKind = HeadKind::Categorical;
 type Learn = Learner<4, 32, 2, 1>;
 /// One environment, 32 steps per update.
 type Batch = Rollout<4, 2, 1, 32>;
 
 /// The policy file the firmware embeds. Written by `bash scripts/regenerate-policy.sh` (the
 /// host trainer's native backend, seed 0, every setting pinned, then `acktr export`).
-#[cfg(not(any(feature = "bad-policy", feature = "bad-policy-shape")))]
+#[cfg(not(any(
+    feature = "bad-policy",
+    feature = "bad-policy-shape",
+    feature = "bad-policy-head"
+)))]
 const POLICY_FILE: &[u8] = include_bytes!("../policy/cartpole.ackp");
 /// `bad-policy`: the real file with one byte flipped at compile time; the core must refuse it
 /// (`DeserializeBadChecksum`) and the demo exit with a failure, never a fault.
-#[cfg(all(feature = "bad-policy", not(feature = "bad-policy-shape")))]
+#[cfg(all(
+    feature = "bad-policy",
+    not(any(feature = "bad-policy-shape", feature = "bad-policy-head"))
+))]
 const POLICY_FILE: &[u8] = &flip_byte::<{ REAL_FILE.len() }>(REAL_FILE, REAL_FILE.len() / 3);
-#[cfg(all(feature = "bad-policy", not(feature = "bad-policy-shape")))]
+/// `bad-policy-head`: the real file made into a valid file of the same shape with a Gaussian
+/// head (2 action dims, log-std 0) at compile time; the shape checks pass, so the demo must
+/// refuse it by its head kind ([`Failure::PolicyWrongHead`]) when loading, not at the first act.
+#[cfg(all(feature = "bad-policy-head", not(feature = "bad-policy-shape")))]
+const POLICY_FILE: &[u8] = &gaussian_head::<{ REAL_FILE.len() + 8 }>(REAL_FILE);
+#[cfg(all(
+    any(feature = "bad-policy", feature = "bad-policy-head"),
+    not(feature = "bad-policy-shape")
+))]
 const REAL_FILE: &[u8] = include_bytes!("../policy/cartpole.ackp");
 /// `bad-policy-shape`: a valid file of another shape (a 4-16-16 net, 1,635 bytes); the core
 /// must refuse it (`DeserializeShapeMismatch`): the length differs too, which only the run-time
@@ -71,7 +89,10 @@ static POLICY: &[u8] = POLICY_FILE;
 const POLICY_LEN: usize = POLICY_FILE.len();
 
 /// `src` with byte `at` XOR 0x40 (evaluated by the compiler).
-#[cfg(all(feature = "bad-policy", not(feature = "bad-policy-shape")))]
+#[cfg(all(
+    feature = "bad-policy",
+    not(any(feature = "bad-policy-shape", feature = "bad-policy-head"))
+))]
 const fn flip_byte<const N: usize>(src: &[u8], at: usize) -> [u8; N] {
     let mut out = [0u8; N];
     let mut i = 0;
@@ -80,6 +101,50 @@ const fn flip_byte<const N: usize>(src: &[u8], at: usize) -> [u8; N] {
         i += 1;
     }
     out[at] ^= 0x40;
+    out
+}
+
+/// `src`, a categorical 4-32-32 policy file without a normaliser, as a Gaussian one (evaluated
+/// by the compiler): the header's head byte (offset 16: prefix 10, then obs, layer count, two
+/// sizes, trunks and activation, one byte each) set to 1, the 2 log-std values 0.0 appended to
+/// the payload, the body length and the CRC-32C redone (docs/format.md).
+#[cfg(all(feature = "bad-policy-head", not(feature = "bad-policy-shape")))]
+const fn gaussian_head<const N: usize>(src: &[u8]) -> [u8; N] {
+    let body = N - 10 - 4;
+    let mut out = [0u8; N];
+    let mut i = 0;
+    while i < src.len() - 4 {
+        out[i] = src[i];
+        i += 1;
+    }
+    assert!(out[16] == 0, "expected a categorical head at offset 16");
+    out[16] = 1;
+    let len = (body as u32).to_le_bytes();
+    out[6] = len[0];
+    out[7] = len[1];
+    out[8] = len[2];
+    out[9] = len[3];
+    // The log-std bytes (0.0f32 is all zeros) are already there; then the CRC of the rest.
+    let mut crc = !0u32;
+    i = 0;
+    while i < N - 4 {
+        crc ^= out[i] as u32;
+        let mut k = 0;
+        while k < 8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
+            k += 1;
+        }
+        i += 1;
+    }
+    let crc = (!crc).to_le_bytes();
+    out[N - 4] = crc[0];
+    out[N - 3] = crc[1];
+    out[N - 2] = crc[2];
+    out[N - 1] = crc[3];
     out
 }
 
@@ -154,6 +219,12 @@ enum Failure {
     Core(Error),
     /// The embedded policy file was refused (the core's typed error).
     PolicyRefused(Error),
+    /// The embedded policy file fits the network's sizes but has another head kind (a Gaussian
+    /// head where CartPole's network has a categorical one).
+    PolicyWrongHead {
+        /// The head kind the file holds.
+        found: HeadKind,
+    },
     /// A corrupted policy file was not refused with `DeserializeBadChecksum`.
     CorruptAccepted(Option<Error>),
     /// The learner was asked for after the cost section had taken its memory.
@@ -176,6 +247,11 @@ impl core::fmt::Display for Failure {
         match self {
             Failure::Core(e) => write!(f, "{e}"),
             Failure::PolicyRefused(e) => write!(f, "the embedded policy file was refused: {e}"),
+            Failure::PolicyWrongHead { found } => write!(
+                f,
+                "the embedded policy file was refused: its head is {found:?}, this network's is {:?}",
+                HEAD
+            ),
             Failure::CorruptAccepted(None) => {
                 f.write_str("a policy file with a flipped byte was accepted")
             }
@@ -237,11 +313,7 @@ impl Arena {
     const fn new() -> Self {
         Self {
             space: Space {
-                learner: ManuallyDrop::new(Learner::zeroed(
-                    ACKTR,
-                    Activation::Tanh,
-                    HeadKind::Categorical,
-                )),
+                learner: ManuallyDrop::new(Learner::zeroed(ACKTR, Activation::Tanh, HEAD)),
             },
             phase: Phase::Learner,
         }
@@ -277,7 +349,7 @@ impl Arena {
         // left, every field is written before the `&mut` is made, and `phase` now says the
         // replica is the live field.
         let replica = unsafe {
-            let zeros = || Net::zeros(Activation::Tanh, HeadKind::Categorical);
+            let zeros = || Net::zeros(Activation::Tanh, HEAD);
             (&raw mut (*slot).net).write(zeros());
             (&raw mut (*slot).grad).write(zeros());
             (&raw mut (*slot).velocity).write(zeros());
@@ -410,6 +482,13 @@ fn run(arena: &mut Arena, batch: &mut Batch) -> Result<bool, Failure> {
     let learner = arena.raw_learner()?;
     learner.reset(ACKTR)?;
     read_policy_into(POLICY, &mut learner.net).map_err(Failure::PolicyRefused)?;
+    // The file sets the head kind (the sizes alone do not tell a categorical file from a
+    // Gaussian one with as many action dims): refuse another kind now, not at the first act.
+    if learner.net.head != HEAD {
+        return Err(Failure::PolicyWrongHead {
+            found: learner.net.head,
+        });
+    }
     hprintln!(
         "policy: {} bytes, SharedActorCritic<4, 32, 2> ({} parameters), loaded",
         POLICY.len(),
