@@ -139,6 +139,29 @@ pub fn bytes_f32(b: &[u8]) -> Vec<f32> {
         .collect()
 }
 
+/// Check a checkpoint blob of `f32`s before [`bytes_f32`] reads it: a whole number of
+/// little-endian `f32`s (no trailing bytes), every one finite. The error names the blob and
+/// what is wrong (the caller adds the file).
+pub fn check_f32_blob(name: &str, bytes: &[u8]) -> Result<(), String> {
+    if bytes.len() % 4 != 0 {
+        return Err(format!(
+            "blob `{name}` is {} bytes, not a whole number of f32 values ({} trailing)",
+            bytes.len(),
+            bytes.len() % 4
+        ));
+    }
+    match bytes_f32(bytes)
+        .iter()
+        .enumerate()
+        .find(|(_, x)| !x.is_finite())
+    {
+        Some((i, x)) => Err(format!(
+            "blob `{name}`: value {i} is {x} (weights and statistics must be finite)"
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Find a named blob.
 pub fn blob<'a>(blobs: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
     blobs

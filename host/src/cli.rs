@@ -17,7 +17,8 @@ use crate::settings::TrainArgs;
 use crate::torch_hooks::{self, TorchHooks};
 use crate::{plot, train};
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// The lean binary's name (no libtorch).
 pub const LEAN_BIN: &str = "acktr";
@@ -41,7 +42,7 @@ enum Command {
     Eval {
         /// Run folder.
         run: PathBuf,
-        /// Episodes.
+        /// Episodes (at least 1).
         #[arg(long, default_value_t = 20)]
         episodes: u32,
         /// Seed of the first episode.
@@ -59,6 +60,9 @@ enum Command {
     /// Benchmark ACKTR against A2C (throughput, update cost, ACKTR's extra cost) on the
     /// native and libtorch backends; prints markdown tables.
     Bench(crate::bench::BenchArgs),
+    /// Run a benchmark suite (every env × algorithm × seed, ours and the stable-baselines3
+    /// peers, resumable) into one CSV; `acktr benchmark report` writes the results page.
+    Benchmark(crate::benchmark::BenchmarkCli),
     /// Plot learning curves (return against env steps) of one or more runs into a PNG.
     Plot {
         /// Run folders.
@@ -82,16 +86,36 @@ enum Command {
     },
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+/// The long names (without `--`) of the `train` options given on the command line, not
+/// defaulted (what `--resume` checks: [`train::RESUME_APPLIES`]).
+fn train_options_given(matches: &clap::ArgMatches) -> Vec<String> {
+    let (Some(m), Some(cmd)) = (
+        matches.subcommand_matches("train"),
+        Cli::command().find_subcommand("train").cloned(),
+    ) else {
+        return Vec::new();
+    };
+    cmd.get_arguments()
+        .filter(|a| m.value_source(a.get_id().as_str()) == Some(ValueSource::CommandLine))
+        .filter_map(|a| a.get_long().map(str::to_string))
+        .collect()
+}
+
+fn run(cli: Cli, given: &[String]) -> anyhow::Result<()> {
     match cli.cmd {
         Command::Train(args) => {
-            train::train(&args).with_context(|| format!("training {}", args.env))?;
+            train::train_given(&args, given).with_context(|| train::describe(&args))?;
         }
         Command::Eval {
             run,
             episodes,
             seed,
         } => {
+            if episodes == 0 {
+                anyhow::bail!(
+                    "--episodes must be at least 1 (the mean of no episodes is undefined)"
+                );
+            }
             let (s, mut agent) =
                 train::load_run(&run).with_context(|| format!("loading {}", run.display()))?;
             let det = train::evaluate(agent.as_mut(), &s.env, episodes, seed, true)?;
@@ -105,7 +129,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let (_, agent) =
                 train::load_run(&run).with_context(|| format!("loading {}", run.display()))?;
             let bytes = agent.export().context("exporting")?;
-            crate::run::checkpoint::write_atomic(&out, &bytes)?;
+            crate::run::checkpoint::write_atomic(&out, &bytes)
+                .context("writing the policy file")?;
             let h = acktr_core::read_header(&bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
             println!(
                 "{}: {} bytes; obs {}, hidden {:?}, {} trunk(s), {:?}, {:?} head with {} outputs",
@@ -119,6 +144,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 h.actions
             );
         }
+        Command::Benchmark(b) => crate::benchmark::main(&b)?,
         Command::Bench(args) => {
             print!("{}", crate::bench::bench(&args)?);
             if torch_hooks::get().is_none() {
@@ -210,6 +236,23 @@ fn needs_torch(e: &anyhow::Error) -> Option<String> {
     })
 }
 
+/// `e` and its causes, `: `-separated, each once: a cause whose text its parent's message
+/// already ends with (an I/O error a message quotes) is not repeated.
+fn message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 /// Parse the command line and run it; what both binaries' `main` is. `hooks`: the libtorch
 /// backend (`acktr-torch`), or `None` (the lean `acktr`, which hands work needing libtorch
 /// over to `acktr-torch`).
@@ -221,7 +264,9 @@ pub fn main(hooks: Option<TorchHooks>) -> ExitCode {
     // With libtorch in this process, never hand over (no loop).
     let lean = torch_hooks::get().is_none();
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let given = train_options_given(&matches);
     if lean && wants_torch_up_front(&cli) && sibling_of_current_exe(TORCH_BIN).is_some() {
         eprintln!(
             "acktr: error: {}",
@@ -232,7 +277,7 @@ pub fn main(hooks: Option<TorchHooks>) -> ExitCode {
     // Native networks live inline (no allocator in the core): give large ones room.
     let worker = std::thread::Builder::new()
         .stack_size(512 << 20)
-        .spawn(move || run(cli));
+        .spawn(move || run(cli, &given));
     let result = match worker {
         Ok(h) => h
             .join()
@@ -245,7 +290,7 @@ pub fn main(hooks: Option<TorchHooks>) -> ExitCode {
             match needs_torch(&e) {
                 // Nothing was written: `acktr-torch` does the whole command.
                 Some(why) if lean => eprintln!("acktr: error: {}", hand_over(&why, &args)),
-                _ => eprintln!("acktr: error: {e:#}"),
+                _ => eprintln!("acktr: error: {}", message(&e)),
             }
             ExitCode::FAILURE
         }

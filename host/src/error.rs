@@ -7,8 +7,9 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HostError {
-    /// An error from the core (update, environment, policy file).
-    #[error("{0}")]
+    /// An error from the core (update, environment, policy file). Transparent: the core's
+    /// message is printed once, not again as its own cause.
+    #[error(transparent)]
     Core(#[from] acktr_core::Error),
     /// The environment id is not known to any enabled environment source.
     #[error("unknown environment `{id}`; built in: {known}")]
@@ -47,6 +48,20 @@ pub enum HostError {
         what: &'static str,
         /// Which update.
         update: u64,
+    },
+    /// Another process holds the run folder's lock (see [`crate::run::lock`]): a second
+    /// trainer on one folder would interleave its logs and checkpoints with the first's.
+    #[error(
+        "run folder {} is in use by another acktr process ({}); wait for it to end or stop it, \
+         or choose another --out",
+        path.display(),
+        pid.map_or_else(|| "pid unknown".to_string(), |p| format!("pid {p}"))
+    )]
+    RunFolderInUse {
+        /// The run folder.
+        path: PathBuf,
+        /// The holder's process id, as it wrote it into the lock file.
+        pid: Option<u32>,
     },
     /// An error from the embedded Python (Gymnasium bridge).
     #[error("gymnasium: {0}")]

@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod bench;
+pub mod benchmark;
 pub mod cli;
 pub mod envs;
 pub mod error;

@@ -27,6 +27,8 @@ pub const BLOCK: usize = 16;
 /// A core learner as an [`Agent`].
 pub struct NativeAgent<const OBS: usize, const H: usize, const P: usize, const T: usize> {
     learner: Box<Learner<OBS, H, P, T>>,
+    /// The learner before the last update (restored when it fails).
+    backup: Box<Learner<OBS, H, P, T>>,
     rng: Pcg64,
     steps: Vec<Step<OBS, P>>,
     block: Box<ForwardBlock<OBS, H, P, T, BLOCK>>,
@@ -45,8 +47,10 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> NativeAge
     pub fn new(config: Config, activation: Activation, head: HeadKind, seed: u64) -> Result<Self> {
         let mut rng = Pcg64::seed_from_u64(seed);
         let net = ActorCritic::<OBS, H, P, T>::new(activation, head, &mut rng);
+        let learner = Box::new(Learner::new(config, net)?);
         Ok(Self {
-            learner: Box::new(Learner::new(config, net)?),
+            backup: learner.clone(),
+            learner,
             rng,
             steps: Vec::new(),
             block: Box::new(ForwardBlock::zeros()),
@@ -147,16 +151,25 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Agent
         let used = self.used;
         let reuse = self.aligned && used * BLOCK == self.steps.len();
         (self.used, self.aligned) = (0, true);
-        Ok(if reuse {
+        // The core changes nothing on bad input; after that (a pathological curvature or
+        // gradient) only this copy gives the whole state back, statistics included.
+        self.backup.clone_from(&self.learner);
+        let rng = self.rng.clone();
+        let result = if reuse {
             self.learner.update_steps_with_forwards::<BLOCK>(
                 &self.steps,
                 &self.stored[..used],
                 &mut self.rng,
-            )?
+            )
         } else {
             self.learner
-                .update_steps_in_blocks::<BLOCK>(&self.steps, &mut self.rng)?
-        })
+                .update_steps_in_blocks::<BLOCK>(&self.steps, &mut self.rng)
+        };
+        if result.is_err() {
+            std::mem::swap(&mut self.learner, &mut self.backup);
+            self.rng = rng;
+        }
+        Ok(result?)
     }
 
     fn config(&self) -> Config {
@@ -191,16 +204,31 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Agent
         let bad = |r: &str| {
             HostError::InvalidSetting(format!("checkpoint does not fit this native network: {r}"))
         };
-        let state = bytes_f32(blob(blobs, "native.state").ok_or_else(|| bad("no native state"))?);
-        let meta = blob(blobs, "native.meta").ok_or_else(|| bad("no native meta"))?;
+        let raw = blob(blobs, "native.state").ok_or_else(|| bad("no blob `native.state`"))?;
+        crate::agent::check_f32_blob("native.state", raw).map_err(|e| bad(&e))?;
+        let state = bytes_f32(raw);
+        let meta = blob(blobs, "native.meta").ok_or_else(|| bad("no blob `native.meta`"))?;
         if meta.len() != 4 + 1 + 32 {
-            return Err(bad("meta length"));
+            return Err(bad(&format!(
+                "blob `native.meta` is {} bytes, not {}",
+                meta.len(),
+                4 + 1 + 32
+            )));
+        }
+        if meta[4] > 1 {
+            return Err(bad(&format!(
+                "blob `native.meta`: factorised flag {}, not 0 or 1",
+                meta[4]
+            )));
         }
         let mut count = 0;
         let mut l = (*self.learner).clone();
         l.visit_state_mut(|s| count += s.len());
         if count != state.len() {
-            return Err(bad(&format!("{} numbers, expected {count}", state.len())));
+            return Err(bad(&format!(
+                "blob `native.state` holds {} numbers, this network {count}",
+                state.len()
+            )));
         }
         let mut pos = 0;
         l.visit_state_mut(|s| {
@@ -214,6 +242,9 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Agent
             b.copy_from_slice(&meta[o..o + 16]);
             u128::from_le_bytes(b)
         };
+        if u128_at(21) & 1 == 0 {
+            return Err(bad("blob `native.meta`: the sampler's increment is even"));
+        }
         self.rng = Pcg64::from_raw_state(u128_at(5), u128_at(21));
         *self.learner = l;
         (self.used, self.aligned) = (0, true);
@@ -276,6 +307,8 @@ pub fn make(spec: &NativeSpec) -> Result<Option<Box<dyn Agent>>> {
         (6, 3) => sizes!(spec, 6, 3; 16, 32, 64, 128, 256), // Acrobot-v1
         (3, 1) => sizes!(spec, 3, 1; 16, 32, 64, 128, 256), // Pendulum-v1
         (2, 1) => sizes!(spec, 2, 1; 16, 32, 64, 128, 256), // MountainCarContinuous-v0
+        (11, 3) => sizes!(spec, 11, 3; 64),                 // Hopper-v5
+        (17, 6) => sizes!(spec, 17, 6; 64),                 // HalfCheetah-v5, Walker2d-v5
         _ => None,
     })
 }
@@ -283,7 +316,7 @@ pub fn make(spec: &NativeSpec) -> Result<Option<Box<dyn Agent>>> {
 /// What is built in, for error messages.
 pub fn built_in() -> String {
     format!(
-        "observation/action sizes 4/2, 6/3, 3/1, 2/1 (CartPole, Acrobot, Pendulum, MountainCarContinuous); two equal hidden layers of {:?}; shared or separate trunks",
+        "observation/action sizes 4/2, 6/3, 3/1, 2/1 (CartPole, Acrobot, Pendulum, MountainCarContinuous) with two equal hidden layers of {:?}, and 11/3, 17/6 (Hopper, HalfCheetah, Walker2d) with 64-64; shared or separate trunks",
         HIDDEN
     )
 }

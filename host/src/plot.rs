@@ -185,7 +185,50 @@ pub fn plot_runs(runs: &[PathBuf], out: &Path, opts: PlotOptions) -> Result<()> 
         "episode return".to_string()
     };
     load_font(opts.font.as_deref())?;
+    // The PNG's own I/O errors come back from the plotting library as a debug dump: open the
+    // file here first, so that an unwritable `out` is a plain message naming it.
+    std::fs::File::create(out).map_err(|e| HostError::io(out, e))?;
     draw(out, &opts, &title, &x_desc, &y_desc, &series)
+        .map_err(|e| HostError::io(out, std::io::Error::other(format!("drawing the plot: {e}"))))
+}
+
+/// One precomputed line of [`plot_bands`]: a centre line (e.g. the median over seeds) and a
+/// band around it (e.g. their minimum and maximum), both with non-decreasing x.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Band {
+    /// Legend label.
+    pub label: String,
+    /// `(x, y)` of the centre line.
+    pub line: Vec<(f64, f64)>,
+    /// `(x, low, high)` of the band; empty for none.
+    pub band: Vec<(f64, f64, f64)>,
+}
+
+/// Draw precomputed lines with bands into the PNG `out`, with the look of [`plot_runs`]:
+/// `title` above, `x_desc`/`y_desc` on the axes; `opts` gives the size and font (its window,
+/// labels, group and x-axis settings do not apply: the numbers are drawn as given).
+///
+/// Fails with [`HostError::InvalidSetting`] if no font is found, [`HostError::Io`] if the PNG
+/// cannot be written.
+pub fn plot_bands(
+    bands: &[Band],
+    out: &Path,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    opts: &PlotOptions,
+) -> Result<()> {
+    let series: Vec<Series> = bands
+        .iter()
+        .map(|b| Series {
+            label: b.label.clone(),
+            line: b.line.clone(),
+            band: (!b.band.is_empty()).then(|| b.band.clone()),
+        })
+        .collect();
+    load_font(opts.font.as_deref())?;
+    std::fs::File::create(out).map_err(|e| HostError::io(out, e))?;
+    draw(out, opts, title, x_desc, y_desc, &series)
         .map_err(|e| HostError::io(out, std::io::Error::other(format!("drawing the plot: {e}"))))
 }
 

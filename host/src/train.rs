@@ -12,7 +12,7 @@ use crate::agent::{Agent, HostRollout};
 use crate::envs::{self, Actions, ObsNormState, Space, VecEnv};
 use crate::error::{HostError, Result};
 use crate::native::{self, NativeSpec};
-use crate::run::checkpoint::{self, Checkpoint};
+use crate::run::checkpoint::{self, Checkpoint, Counters};
 use crate::run::RunDir;
 use crate::settings::{ArchArg, Backend, DeviceArg, Settings, TrainArgs};
 use crate::torch_hooks;
@@ -328,20 +328,201 @@ impl DoneLine {
     }
 }
 
-/// `acktr train`.
+/// Options `--resume` applies (and records in config.json): they extend or shorten the run,
+/// or change only its logging, checkpoints and evaluations, not what it learns.
+pub const RESUME_APPLIES: [&str; 5] = [
+    "total-steps",
+    "log-every",
+    "checkpoint-every",
+    "eval-episodes",
+    "eval-every",
+];
+
+/// Options about this process, not the run, which `--resume` takes as given: where the run
+/// is, progress output, and the device a libtorch run continues on.
+const RESUME_PROCESS: [&str; 4] = ["out", "resume", "quiet", "device"];
+
+/// `--resume`: refuse every option in `given` (long names, without `--`) that a resume cannot
+/// apply: those naming the run (`--env`, `--algo`, `--seed`, `--backend`; they pick the
+/// default `--out`) unless they match the run's own, and every other training setting unless
+/// together they resolve to the run's own settings. The message lists them all.
+fn refuse_resume_changes(
+    run: &RunDir,
+    s: &Settings,
+    args: &TrainArgs,
+    given: &[String],
+) -> Result<()> {
+    // Training settings repeated with the run's own values (the same command with --resume
+    // added) change nothing: accepted.
+    let same = {
+        let mut a = args.clone();
+        (a.env, a.algo, a.seed, a.preset) = (s.env.clone(), s.algo, s.seed, s.preset);
+        a.resolve().is_ok_and(|mut r| {
+            (r.backend, r.device, r.kfac_thread) = (s.backend, s.device.clone(), s.kfac_thread);
+            (r.total_steps, r.log_every, r.checkpoint_every) =
+                (s.total_steps, s.log_every, s.checkpoint_every);
+            (r.eval_episodes, r.eval_every) = (s.eval_episodes, s.eval_every);
+            r == *s
+        })
+    };
+    let mut refused = Vec::new();
+    for flag in given {
+        let clash = match flag.as_str() {
+            f if RESUME_APPLIES.contains(&f) || RESUME_PROCESS.contains(&f) => None,
+            "env" => {
+                (args.env != s.env).then(|| format!("--env {} (the run's is {})", args.env, s.env))
+            }
+            "algo" => (args.algo != s.algo).then(|| {
+                format!(
+                    "--algo {} (the run's is {})",
+                    args.algo.cli_name(),
+                    s.algo.cli_name()
+                )
+            }),
+            "seed" => (args.seed != s.seed)
+                .then(|| format!("--seed {} (the run's is {})", args.seed, s.seed)),
+            "backend" => (args.backend != Backend::Auto && args.backend != s.backend).then(|| {
+                format!(
+                    "--backend {:?} (the run's is {:?})",
+                    args.backend, s.backend
+                )
+                .to_lowercase()
+            }),
+            other => (!same).then(|| format!("--{other}")),
+        };
+        refused.extend(clash);
+    }
+    if refused.is_empty() {
+        return Ok(());
+    }
+    Err(HostError::InvalidSetting(format!(
+        "--resume continues the run in {} with the settings in its {} and cannot change: {}; \
+         start a new run (another --out) to change them. A resume applies --{} and --device",
+        run.path().display(),
+        crate::run::CONFIG_FILE,
+        refused.join(", "),
+        RESUME_APPLIES.join(", --"),
+    )))
+}
+
+/// Apply the [`RESUME_APPLIES`] options in `given` to the run's settings `s`.
+fn apply_resume_options(s: &mut Settings, args: &TrainArgs, given: &[String]) -> Result<()> {
+    let has = |f: &str| given.iter().any(|g| g == f);
+    if let Some(total) = args.total_steps {
+        s.total_steps = total;
+    }
+    if has("log-every") {
+        s.log_every = args.log_every.max(1);
+    }
+    if has("checkpoint-every") {
+        s.checkpoint_every = args.checkpoint_every;
+    }
+    if has("eval-episodes") {
+        s.eval_episodes = args.eval_episodes;
+    }
+    if has("eval-every") {
+        s.eval_every = args.eval_every;
+    }
+    if s.stop_at.is_some() && (s.eval_every == 0 || s.eval_episodes == 0) {
+        return Err(HostError::InvalidSetting(
+            "the run stops at an evaluation target (--stop-at), which needs --eval-every > 0 \
+             and --eval-episodes > 0"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// What `acktr train`'s errors are about: `training <env>`, or for `--resume` the run's own
+/// environment (from its config.json, when it can be read) and folder.
+pub fn describe(args: &TrainArgs) -> String {
+    let out = args.out_dir();
+    if !args.resume {
+        return format!("training {}", args.env);
+    }
+    match RunDir::open(&out)
+        .ok()
+        .and_then(|(run, cfg)| run_settings(&run, &cfg).ok())
+    {
+        Some(s) => format!("resuming {} in {}", s.env, out.display()),
+        None => format!("resuming {}", out.display()),
+    }
+}
+
+/// The flag a core [`acktr_core::Config`] field is set with on the command line.
+const CONFIG_FLAGS: [(&str, &str); 18] = [
+    ("eta_max", "--lr"),
+    ("kl_clip", "--kl-clip"),
+    ("damping", "--damping"),
+    ("momentum", "--momentum"),
+    ("stat_decay", "--stat-decay"),
+    ("weight_decay", "--weight-decay"),
+    ("inverse_every", "--inverse-every"),
+    ("stat_stride", "--stat-stride"),
+    ("cold_iters", "--cold-iters"),
+    ("max_grad_norm", "--max-grad-norm"),
+    ("gamma", "--gamma"),
+    ("gae_lambda", "--gae-lambda"),
+    ("entropy_coef", "--ent-coef"),
+    ("value_coef", "--vf-coef"),
+    ("loss coefficients", "--ent-coef and --vf-coef"),
+    ("vf_kl_clip", "--vf-kl-clip"),
+    ("vf_iters", "--vf-iters"),
+    ("target_kl", "--target-kl"),
+];
+
+/// A core configuration error (which names `Config`'s fields) as the command line's: the
+/// field replaced by its flag. Other errors pass unchanged.
+pub fn config_error_as_flags(e: HostError) -> HostError {
+    match e {
+        HostError::Core(acktr_core::Error::ConfigInvalid(msg)) => {
+            let text = CONFIG_FLAGS
+                .iter()
+                .find_map(|(field, flag)| {
+                    msg.strip_prefix(field)
+                        .filter(|rest| rest.starts_with(' '))
+                        .map(|rest| format!("{flag}{rest}"))
+                })
+                .unwrap_or_else(|| msg.to_string());
+            HostError::InvalidSetting(text)
+        }
+        other => other,
+    }
+}
+
+/// A run's saved core configuration, checked: a range error names the field in config.json.
+fn check_run_config(run: &RunDir, s: &Settings) -> Result<()> {
+    s.config.validate().map_err(|e| match e {
+        acktr_core::Error::ConfigInvalid(msg) => HostError::BadFile {
+            path: run.config_path(),
+            reason: format!("settings.config.{msg}"),
+        },
+        other => HostError::Core(other),
+    })
+}
+
+/// `acktr train`, as if no option but those set in `args` had been given (a library caller's
+/// `--resume` applies `--total-steps` and refuses other `Option` settings only through
+/// [`train_given`]).
 pub fn train(args: &TrainArgs) -> Result<Summary> {
+    train_given(args, &[])
+}
+
+/// `acktr train`; `given`: the long names (without `--`) of the options given on the command
+/// line, which `--resume` applies or refuses ([`RESUME_APPLIES`]).
+pub fn train_given(args: &TrainArgs, given: &[String]) -> Result<Summary> {
     let out = args.out_dir();
     let (run, mut settings, resumed) = if args.resume {
         let (run, cfg) = RunDir::open_for_resume(&out)?;
         let mut s = run_settings(&run, &cfg)?;
-        if let Some(total) = args.total_steps {
-            s.total_steps = total; // a resumed run may be extended
-        }
+        check_run_config(&run, &s)?;
+        refuse_resume_changes(&run, &s, args, given)?;
+        apply_resume_options(&mut s, args, given)?;
         // Before the environment (which may start Python).
         torch_gate_for_run(&run, &s, args.device)?;
-        (Some(run), s, true)
+        (Some((run, cfg)), s, true)
     } else {
-        let s = args.resolve()?;
+        let s = args.resolve().map_err(config_error_as_flags)?;
         // Before the environment (which may start Python) and long before the run folder.
         torch_gate(&s, args.device)?;
         (None, s, false)
@@ -378,34 +559,63 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
             out.display()
         );
     }
-    let run = match run {
-        Some(r) => r,
-        None => RunDir::create(&out, &config_json)?,
-    };
     let mut env_steps = 0u64;
     let (mut monitor_rows, mut progress_rows) = (None, None);
-    if resumed {
-        if let Some(loaded) = run.load_checkpoint()? {
-            if let Some(warn) = &loaded.skipped {
-                eprintln!("acktr: warning: newest checkpoint unusable ({warn}); resuming from the previous one");
+    let run = match run {
+        None => RunDir::create(&out, &config_json)?,
+        Some((run, mut cfg)) => {
+            // Every field of the checkpoint is checked before anything is written.
+            if let Some(loaded) = run.load_checkpoint()? {
+                if let Some(warn) = &loaded.skipped {
+                    eprintln!("acktr: warning: newest checkpoint unusable ({warn}); resuming from the previous one");
+                }
+                let recorded = run_settings(&run, &cfg)?;
+                let c = restore(agent.as_mut(), &loaded, &recorded)?;
+                if settings.total_steps < c.env_steps {
+                    return Err(HostError::InvalidSetting(format!(
+                        "--total-steps {} is less than the {} env steps the run has done; give \
+                         a larger total to continue it",
+                        settings.total_steps, c.env_steps
+                    )));
+                }
+                (env_steps, monitor_rows, progress_rows) =
+                    (c.env_steps, Some(c.monitor_rows), Some(c.progress_rows));
+                if settings.env_options.normalize_obs {
+                    // Before the reset: the policy was trained on inputs normalised with these.
+                    let state = saved_obs_norm(&loaded.checkpoint, &loaded.path)?;
+                    env.set_obs_norm_state(&state)?;
+                }
+            } else {
+                eprintln!(
+                    "acktr: no checkpoint in {}; starting from scratch",
+                    out.display()
+                );
             }
-            let meta = &loaded.checkpoint.meta;
-            env_steps = meta["env_steps"].as_u64().unwrap_or(0);
-            monitor_rows = meta["monitor_rows"].as_u64();
-            progress_rows = meta["progress_rows"].as_u64();
-            agent.load(&loaded.checkpoint.blobs)?;
-            if settings.env_options.normalize_obs {
-                // Before the reset: the policy was trained on inputs normalised with these.
-                let state = saved_obs_norm(&loaded.checkpoint, &loaded.path)?;
-                env.set_obs_norm_state(&state)?;
+            // Record what the resume changed (--total-steps, logging, evaluations).
+            let mut changed = false;
+            if let Some(saved) = cfg.get_mut("settings") {
+                for (key, value) in [
+                    ("total_steps", serde_json::json!(settings.total_steps)),
+                    ("log_every", serde_json::json!(settings.log_every)),
+                    (
+                        "checkpoint_every",
+                        serde_json::json!(settings.checkpoint_every),
+                    ),
+                    ("eval_episodes", serde_json::json!(settings.eval_episodes)),
+                    ("eval_every", serde_json::json!(settings.eval_every)),
+                ] {
+                    if saved.get(key) != Some(&value) {
+                        saved[key] = value;
+                        changed = true;
+                    }
+                }
             }
-        } else {
-            eprintln!(
-                "acktr: no checkpoint in {}; starting from scratch",
-                out.display()
-            );
+            if changed {
+                run.write_config(&cfg)?;
+            }
+            run
         }
-    }
+    };
     let mut monitor = run.monitor(env.id(), monitor_rows.or(resumed.then_some(0)))?;
     let mut progress = run.progress(progress_rows.or(resumed.then_some(0)))?;
     let mut tb = run.tensorboard(resumed.then_some(env_steps))?;
@@ -414,8 +624,18 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
     let (_, act_len) = head_for(env.action_space());
     let mut obs = env.reset(settings.seed.wrapping_add(env_steps))?;
     let mut rollout = HostRollout::new(n_env, env.obs_len(), act_len);
+    // The last 100 episodes (rollout/ep_rew_mean, ep_len_mean): a resumed run starts from
+    // the ones monitor.csv holds (cut back to the checkpoint above).
     let mut recent: VecDeque<f64> = VecDeque::new();
     let mut recent_len: VecDeque<u64> = VecDeque::new();
+    if resumed {
+        monitor.flush()?;
+        let rows = crate::run::read_monitor_rows(&run.monitor_path())?;
+        for (r, l, _) in rows.iter().skip(rows.len().saturating_sub(100)) {
+            recent.push_back(*r);
+            recent_len.push_back(*l);
+        }
+    }
     let start = Instant::now();
     let start_steps = env_steps;
     let base_lr = settings.config.eta_max;
@@ -425,6 +645,7 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
     // The --stop-at-train-mean window: the last returns.
     let mut window: VecDeque<f64> = VecDeque::new();
     let mut train_mean_reached = None;
+    let (mut skipped_updates, mut consecutive_skips) = (0u64, 0u32);
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
 
     while env_steps < settings.total_steps {
@@ -476,7 +697,26 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
             })?;
         }
         let update = agent.updates() as u64;
-        let stats = agent.update(&rollout).map_err(|e| non_finite(e, update))?;
+        let stats = match agent.update(&rollout) {
+            Ok(stats) => {
+                consecutive_skips = 0;
+                stats
+            }
+            // One bad batch is skipped (the agent is as it was before it) and counted; a run
+            // that keeps producing them stops.
+            Err(e) if is_bad_batch(&e) && consecutive_skips < MAX_CONSECUTIVE_SKIPS => {
+                skipped_updates += 1;
+                consecutive_skips += 1;
+                if !args.quiet {
+                    eprintln!(
+                        "{}acktr: warning: update {update} skipped ({e}); the learner is as before it",
+                        if tty { "\n" } else { "" }
+                    );
+                }
+                continue;
+            }
+            Err(e) => return Err(non_finite(e, update)),
+        };
         let updates = agent.updates();
         if updates % settings.log_every == 0 || env_steps >= settings.total_steps {
             let elapsed = start.elapsed().as_secs_f64();
@@ -510,6 +750,10 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
                 ("train/step_size", stats.step_size as f64),
                 ("train/kl", stats.predicted_kl as f64),
                 ("train/grad_norm", stats.grad_norm as f64),
+                ("train/vf_step_size", stats.vf_step_size as f64),
+                ("train/approx_kl", stats.measured_kl as f64),
+                ("train/lr_scale", stats.eta_scale as f64),
+                ("train/skipped_updates", skipped_updates as f64),
             ])?;
             tb.scalars(
                 env_steps,
@@ -640,10 +884,30 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
     })
 }
 
+/// Updates skipped in a row before a run stops with the error.
+const MAX_CONSECUTIVE_SKIPS: u32 = 10;
+
+/// An update error caused by the batch (its numbers, or the curvature and gradient they
+/// produce), after which the agent is as before the update: skip the batch.
+fn is_bad_batch(e: &HostError) -> bool {
+    use acktr_core::Error as E;
+    matches!(
+        e,
+        HostError::Core(
+            E::UpdateNonFiniteInput
+                | E::UpdateInputOutOfRange
+                | E::UpdateNonFiniteGradient
+                | E::UpdateNonFiniteCurvature
+                | E::UpdateNotPositiveDefinite
+        )
+    )
+}
+
 /// A failed update that left the weights untouched reads as such.
 fn non_finite(e: HostError, update: u64) -> HostError {
     let what = match e {
         HostError::Core(acktr_core::Error::UpdateNonFiniteInput) => "rollout",
+        HostError::Core(acktr_core::Error::UpdateInputOutOfRange) => "rollout (out of range)",
         HostError::Core(acktr_core::Error::UpdateNonFiniteGradient) => "gradient",
         HostError::Core(acktr_core::Error::UpdateNonFiniteCurvature) => "curvature",
         HostError::Core(acktr_core::Error::UpdateNotPositiveDefinite) => {
@@ -686,6 +950,36 @@ fn save(
     }
     run.save_checkpoint(&ck)?;
     Ok(())
+}
+
+/// Load a checkpoint into `agent`, every field checked first: the metadata's counters
+/// against the run's settings `s` as config.json records them ([`Counters::from_meta`]), the
+/// agent's blobs (lengths, finite values), and the update count the blobs hold against the
+/// metadata's. A refusal is a [`HostError::BadFile`] naming the file and the field.
+fn restore(agent: &mut dyn Agent, loaded: &checkpoint::Loaded, s: &Settings) -> Result<Counters> {
+    let path = &loaded.path;
+    let batch = (s.num_envs as u64).saturating_mul(s.num_steps as u64);
+    let c = Counters::from_meta(&loaded.checkpoint.meta, path, batch, s.total_steps)?;
+    agent
+        .load(&loaded.checkpoint.blobs)
+        .map_err(|e| HostError::BadFile {
+            path: path.clone(),
+            reason: match e {
+                HostError::InvalidSetting(m) => m,
+                other => other.to_string(),
+            },
+        })?;
+    if u64::from(agent.updates()) != c.updates {
+        return Err(HostError::BadFile {
+            path: path.clone(),
+            reason: format!(
+                "metadata field `updates` is {}, the agent's blobs hold {}",
+                c.updates,
+                agent.updates()
+            ),
+        });
+    }
+    Ok(c)
 }
 
 /// The observation statistics saved in `ckpt` (read from `path`), which a `--normalize-obs`
@@ -770,8 +1064,9 @@ fn run_settings(run: &RunDir, config: &serde_json::Value) -> Result<Settings> {
 /// comes wrapped in [`ObsNormalized`] with the checkpoint's statistics, so that it can be fed
 /// raw observations ([`evaluate`]).
 pub fn load_run(dir: &Path) -> Result<(Settings, Box<dyn Agent>)> {
-    let (run, cfg) = RunDir::open_for_resume(dir)?;
+    let (run, cfg) = RunDir::open(dir)?;
     let mut s = run_settings(&run, &cfg)?;
+    check_run_config(&run, &s)?;
     let backend = s.backend;
     let device = if s.device.contains("cuda") {
         DeviceArg::Cuda
@@ -791,7 +1086,8 @@ pub fn load_run(dir: &Path) -> Result<(Settings, Box<dyn Agent>)> {
         path: run.checkpoint_path(),
         reason: "no checkpoint in this run folder".into(),
     })?;
-    agent.load(&loaded.checkpoint.blobs)?;
+    let recorded = run_settings(&run, &cfg)?;
+    restore(agent.as_mut(), &loaded, &recorded)?;
     if s.env_options.normalize_obs {
         let norm = saved_obs_norm(&loaded.checkpoint, &loaded.path)?;
         if norm.mean.len() != env.obs_len() {

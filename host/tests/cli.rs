@@ -116,6 +116,8 @@ fn native_run_exports_a_policy_the_core_loads() {
         config.contains("\"backend\": \"Native\""),
         "auto picks native for a 64-64 MLP: {config}"
     );
+    // The sample preset's separate actor and critic trunks.
+    assert!(config.contains("\"separate\": true"), "{config}");
     let file = dir.path().join("p.ackp");
     let o = acktr(&[
         "export",
@@ -126,7 +128,7 @@ fn native_run_exports_a_policy_the_core_loads() {
     assert!(o.status.success(), "{}", stderr(&o));
     let bytes = std::fs::read(&file).unwrap();
     let (net, norm) =
-        acktr_core::read_policy::<4, 64, 2, 1>(&bytes).expect("the core loads the export");
+        acktr_core::read_policy::<4, 64, 2, 2>(&bytes).expect("the core loads the export");
     assert!(norm.is_none() && net.is_finite());
     // Exporting leaves the run usable: it still evaluates. (That the core acts as the trained
     // policy is checked in tests/tests/native_vs_core.rs and, for tch, torch/tests/export_core.rs.)

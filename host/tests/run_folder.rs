@@ -43,6 +43,14 @@ fn run_dir_writes_config_and_reads_it_back_for_resume() {
     );
     assert!(text.contains("\n  \"seed\": 7"), "pretty-printed: {text}");
 
+    // The trainer's lock: held while `run` lives, by this process's pid.
+    let lock = fs::read_to_string(root.join(acktr_host::run::LOCK_FILE)).expect("lock file");
+    assert_eq!(lock, format!("{}\n", std::process::id()));
+    match RunDir::open_for_resume(&root) {
+        Err(HostError::RunFolderInUse { pid, .. }) => assert_eq!(pid, Some(std::process::id())),
+        other => panic!("a second opening while locked: {other:?}"),
+    }
+    drop(run);
     let (again, read) = RunDir::open_for_resume(&root).expect("resume");
     assert!(again.is_resumed());
     assert_eq!(read, config);
@@ -66,6 +74,10 @@ fn resume_needs_a_valid_config() {
     let t = tmp();
     let err = RunDir::open_for_resume(t.path()).expect_err("no config.json");
     assert!(err.to_string().contains("not a run folder"), "{err}");
+    assert!(
+        !t.path().join(acktr_host::run::LOCK_FILE).exists(),
+        "a lock file in a folder that is not a run"
+    );
     fs::write(t.path().join("config.json"), b"{\"seed\": ").expect("write");
     let err = RunDir::open_for_resume(t.path()).expect_err("cut-off config.json");
     assert!(matches!(err, HostError::BadFile { .. }), "{err:?}");
@@ -260,6 +272,7 @@ fn resume_cuts_the_logs_back_to_the_checkpoint() {
     };
     assert_eq!((monitor_rows, progress_rows), (3, 3));
 
+    drop(run); // its lock
     let (run, _) = RunDir::open_for_resume(t.path().join("run")).expect("resume");
     let m = run
         .monitor("CartPole-v1", Some(monitor_rows))

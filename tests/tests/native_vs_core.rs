@@ -27,6 +27,9 @@ fn native_backend_equals_the_core_loop() {
             "t",
             "--env",
             "CartPole-v1",
+            // One shared trunk under one trust region (the core loop below builds that net).
+            "--preset",
+            "fast",
             "--backend",
             "native",
             "--seed",

@@ -111,6 +111,7 @@ impl Agent for TorchAgent {
 
     fn set_config(&mut self, config: Config) -> Result<()> {
         config.validate()?;
+        crate::learner::check_supported(&config)?;
         self.learner.config = config;
         Ok(())
     }
@@ -148,6 +149,14 @@ impl Agent for TorchAgent {
         let bad = |r: String| {
             HostError::InvalidSetting(format!("checkpoint does not fit this network: {r}"))
         };
+        // Every f32 blob whole and finite before anything is loaded.
+        for (name, bytes) in blobs.iter().filter(|(n, _)| {
+            ["torch.param.", "torch.velocity.", "torch.kfac."]
+                .iter()
+                .any(|p| n.starts_with(p))
+        }) {
+            acktr_host::agent::check_f32_blob(name, bytes).map_err(bad)?;
+        }
         let l = &mut self.learner;
         let device = l.net.device();
         let fill = |name: &str, like: &Tensor| -> Result<Tensor> {

@@ -318,10 +318,31 @@ fn scalar(t: &Tensor) -> Result<f64> {
     f64::try_from(t).map_err(|e| HostError::InvalidSetting(format!("tensor to scalar: {e}")))
 }
 
+/// Refuse the settings only acktr-core implements (the critic's own trust region and passes,
+/// the adaptive step, standardised advantages), rather than ignore them.
+pub fn check_supported(config: &Config) -> Result<()> {
+    let native_only = [
+        (config.normalize_advantage, "--normalize-advantage"),
+        (config.vf_kl_clip > 0.0, "--vf-kl-clip"),
+        (config.vf_iters > 1, "--vf-iters"),
+        (config.vf_stride > 1, "--vf-stride"),
+        (config.target_kl > 0.0, "--target-kl"),
+    ];
+    match native_only.iter().find(|(on, _)| *on) {
+        Some((_, flag)) => Err(HostError::InvalidSetting(format!(
+            "{flag} is implemented by the native backend only (--backend native, MLPs with \
+             two equal hidden layers of a built-in width); the tch backend does not have it: \
+             pass --preset fast, or leave {flag} out"
+        ))),
+        None => Ok(()),
+    }
+}
+
 impl TorchLearner {
     /// A learner for `net`.
     pub fn new(config: Config, net: TorchNet) -> Result<Self> {
         config.validate()?;
+        check_supported(&config)?;
         let velocity = net
             .params()
             .iter()

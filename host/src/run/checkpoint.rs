@@ -36,6 +36,11 @@
 //! | 8·`n` | mean μ, `f64` each (finite)                    |
 //! | 8·`n` | variance σ², `f64` each (finite, ≥ 0)          |
 //!
+//! The metadata is a JSON object of the trainer's counters (`env_steps`, `updates`,
+//! `monitor_rows`, `progress_rows`), checked against the run's settings by
+//! [`Counters::from_meta`] before a resume or an evaluation uses the checkpoint; the agents
+//! check their own blobs (lengths, finite values) when they load them.
+//!
 //! Adding a blob does not change the container version: a reader looks blobs up by name.
 //! Checkpoints written before this blob existed still load; resuming or evaluating a
 //! `--normalize-obs` run from one is refused (the policy's inputs cannot be rebuilt), with an
@@ -131,6 +136,99 @@ pub fn obs_norm_from_blob(bytes: &[u8], path: &Path) -> Result<ObsNormState> {
         count,
         epsilon,
     })
+}
+
+/// The trainer's counters, from a checkpoint's metadata ([`Counters::from_meta`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counters {
+    /// Env steps done (all environments).
+    pub env_steps: u64,
+    /// Updates done.
+    pub updates: u64,
+    /// Rows of `monitor.csv` at the checkpoint.
+    pub monitor_rows: u64,
+    /// Rows of `progress.csv` at the checkpoint.
+    pub progress_rows: u64,
+}
+
+impl Counters {
+    /// The counters of a run with batches of `batch` env steps (`num_envs × num_steps`) and
+    /// a total of `total_steps`, as the trainer writes them: metadata that is a JSON object
+    /// holding each field as a whole number. `path` only names the file in errors.
+    ///
+    /// Every field is checked against what the run can have done, and any failure is a
+    /// [`HostError::BadFile`] naming the file and the field: `env_steps` a multiple of
+    /// `batch`, at most `total_steps` rounded up to a whole batch; `updates` at most one per
+    /// batch; `monitor_rows` at most one per env step (an episode lasts at least one);
+    /// `progress_rows` at most two per batch (a log row and an evaluation row). Unknown fields
+    /// are ignored.
+    pub fn from_meta(
+        meta: &serde_json::Value,
+        path: &Path,
+        batch: u64,
+        total_steps: u64,
+    ) -> Result<Counters> {
+        let bad = |reason: String| HostError::BadFile {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let obj = meta.as_object().ok_or_else(|| {
+            let kind = match meta {
+                serde_json::Value::Null => "null",
+                serde_json::Value::Bool(_) => "a boolean",
+                serde_json::Value::Number(_) => "a number",
+                serde_json::Value::String(_) => "a string",
+                serde_json::Value::Array(_) => "an array",
+                serde_json::Value::Object(_) => "an object",
+            };
+            bad(format!("metadata is {kind}, not a JSON object"))
+        })?;
+        let field = |name: &str, max: u64, why: &str| -> Result<u64> {
+            let v = obj
+                .get(name)
+                .ok_or_else(|| bad(format!("metadata has no field `{name}`")))?;
+            let n = v.as_u64().ok_or_else(|| {
+                let mut text = v.to_string();
+                if text.len() > 40 {
+                    text.truncate(40);
+                    text.push('…');
+                }
+                bad(format!(
+                    "metadata field `{name}` is {text}, not a whole number"
+                ))
+            })?;
+            if n > max {
+                return Err(bad(format!(
+                    "metadata field `{name}` is {n}, more than {max} ({why})"
+                )));
+            }
+            Ok(n)
+        };
+        let batch = batch.max(1);
+        let max_steps = total_steps.div_ceil(batch).saturating_mul(batch);
+        let env_steps = field(
+            "env_steps",
+            max_steps,
+            "the run's total_steps in config.json, rounded up to a whole batch",
+        )?;
+        if env_steps % batch != 0 {
+            return Err(bad(format!(
+                "metadata field `env_steps` is {env_steps}, not a multiple of the run's batch \
+                 of {batch} env steps (num_envs × num_steps in config.json)"
+            )));
+        }
+        let batches = env_steps / batch;
+        Ok(Counters {
+            env_steps,
+            updates: field("updates", batches, "one per batch of env steps")?,
+            monitor_rows: field("monitor_rows", env_steps, "one episode per env step")?,
+            progress_rows: field(
+                "progress_rows",
+                batches.saturating_mul(2),
+                "a log row and an evaluation row per batch",
+            )?,
+        })
+    }
 }
 
 /// Bytes before the metadata: magic, version, metadata length.
@@ -337,15 +435,20 @@ pub fn temp_path(path: &Path) -> PathBuf {
 
 /// Replace `path` with `bytes` so that, whenever the process dies, `path` holds either its
 /// old content or all of `bytes`: write [`temp_path`] in the same folder, `fsync` it, rename
-/// it over `path`, `fsync` the folder (on Unix). One writer per `path` at a time.
+/// it over `path`, `fsync` the folder (on Unix). One writer per `path` at a time. Errors name
+/// `path` (the temporary file is an implementation detail), and a failed write removes the
+/// temporary file.
 pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
     let path = path.as_ref();
     let tmp = temp_path(path);
-    let mut file = File::create(&tmp).map_err(|e| HostError::io(&tmp, e))?;
-    file.write_all(bytes).map_err(|e| HostError::io(&tmp, e))?;
-    file.sync_all().map_err(|e| HostError::io(&tmp, e))?;
-    drop(file);
-    fs::rename(&tmp, path).map_err(|e| HostError::io(path, e))?;
+    let written = File::create(&tmp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| fs::rename(&tmp, path)) {
+        let _ = fs::remove_file(&tmp);
+        return Err(HostError::io(path, e));
+    }
     sync_dir(path)
 }
 

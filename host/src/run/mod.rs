@@ -8,6 +8,7 @@
 //!   events.out.tfevents.<secs>.<host>   TensorBoard scalars (one file per start or resume)
 //!   checkpoint.ackc                     the latest checkpoint (see [`checkpoint`])
 //!   checkpoint.prev.ackc                the one before it
+//!   .acktr.lock                         the trainer's lock (see [`lock`])
 //! ```
 //!
 //! Every format is specified in `docs/run-folder.md`, with the pandas and TensorBoard one-liners
@@ -17,6 +18,7 @@
 //! checkpoint is replaced atomically and is never half-written.
 
 pub mod checkpoint;
+pub mod lock;
 mod monitor;
 mod progress;
 mod tensorboard;
@@ -24,9 +26,11 @@ mod tensorboard;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use checkpoint::{crc32c, Checkpoint};
+pub use lock::{RunLock, LOCK_FILE};
 pub use monitor::read_rows as read_monitor_rows;
 pub use monitor::Monitor;
 pub use progress::{Progress, Value};
@@ -44,84 +48,216 @@ pub const PROGRESS_FILE: &str = "progress.csv";
 /// The longest a log line waits in a buffer before it reaches the file.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
-/// A run folder on disk. Holds only its path; the writers ([`Monitor`], [`Progress`],
-/// [`TensorBoard`]) and [`checkpoint`] functions take the paths it hands out.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A run folder on disk: its path and, for a trainer ([`RunDir::create`],
+/// [`RunDir::open_for_resume`]), the folder's [`RunLock`], held until the last clone is
+/// dropped. The writers ([`Monitor`], [`Progress`], [`TensorBoard`]) and [`checkpoint`]
+/// functions take the paths it hands out.
+#[derive(Clone, Debug)]
 pub struct RunDir {
     root: PathBuf,
     resumed: bool,
+    lock: Option<Arc<RunLock>>,
+}
+
+/// Equal when they name the same folder in the same mode (the lock is not compared).
+impl PartialEq for RunDir {
+    fn eq(&self, other: &Self) -> bool {
+        self.root == other.root && self.resumed == other.resumed
+    }
+}
+
+impl Eq for RunDir {}
+
+/// A file a failed start or a killed write leaves behind: [`checkpoint::temp_path`]'s
+/// `.<name>.tmp`, or the lock file. Neither makes a folder a run.
+fn is_leftover(entry: &fs::DirEntry) -> bool {
+    let name = entry.file_name();
+    let name = name.to_string_lossy();
+    let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+    is_file
+        && (name == LOCK_FILE
+            || (name.starts_with('.') && name.ends_with(".tmp") && name.len() > 5))
+}
+
+/// What a folder holds, leftovers ([`is_leftover`]) not counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Contents {
+    /// No such folder.
+    Missing,
+    /// Nothing, or only leftovers.
+    Empty,
+    /// Something else.
+    Other,
+}
+
+/// What `root` holds.
+fn contents(root: &Path) -> Result<Contents> {
+    match fs::read_dir(root) {
+        Ok(entries) => {
+            for entry in entries {
+                if !is_leftover(&entry.map_err(|e| HostError::io(root, e))?) {
+                    return Ok(Contents::Other);
+                }
+            }
+            Ok(Contents::Empty)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Contents::Missing),
+        Err(e) => {
+            if root.exists() && !root.is_dir() {
+                return Err(HostError::InvalidSetting(format!(
+                    "--out {} is a file, not a folder",
+                    root.display()
+                )));
+            }
+            Err(HostError::io(root, e))
+        }
+    }
 }
 
 impl RunDir {
-    /// Start a new run in `path`: create the folder (and its parents) and write `config`
-    /// to `config.json` (pretty-printed, trailing newline, written atomically).
+    /// Start a new run in `path`: create the folder (and its parents), lock it ([`RunLock`]),
+    /// remove the leftovers of a failed start (temporary files, no `config.json`) and write
+    /// `config` to `config.json` (pretty-printed, trailing newline, written atomically).
     ///
-    /// Fails with [`HostError::InvalidSetting`] if `path` exists and is a non-empty folder
-    /// (the message tells the user to pass `--resume` or another `--out`) or is not a folder,
-    /// and with [`HostError::Io`] if it cannot be created or written.
+    /// A folder that holds nothing but such leftovers counts as empty. Fails with
+    /// [`HostError::InvalidSetting`] if `path` holds anything else (the message tells the
+    /// user to pass `--resume` or another `--out`) or is not a folder, with
+    /// [`HostError::RunFolderInUse`] if another process holds its lock, and with
+    /// [`HostError::Io`] if it cannot be created or written.
     pub fn create(path: impl AsRef<Path>, config: &serde_json::Value) -> Result<RunDir> {
         let root = path.as_ref().to_path_buf();
-        match fs::read_dir(&root) {
-            Ok(mut entries) => {
-                if entries.next().is_some() {
-                    return Err(HostError::InvalidSetting(format!(
-                        "run folder {} already exists and is not empty; pass --resume to \
-                         continue that run, or choose another --out",
-                        root.display()
-                    )));
+        let not_empty = |root: &Path| {
+            HostError::InvalidSetting(format!(
+                "run folder {} already exists and is not empty; pass --resume to continue \
+                 that run, or choose another --out",
+                root.display()
+            ))
+        };
+        // Checked before anything is written (no lock file in a folder that is not a run),
+        // then again under the lock (another start may have written in between).
+        match contents(&root)? {
+            Contents::Other => {
+                // A run in progress there: say so (with its pid) rather than "not empty".
+                if root.join(LOCK_FILE).is_file() {
+                    RunLock::acquire(&root)?;
                 }
+                return Err(not_empty(&root));
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                fs::create_dir_all(&root).map_err(|e| HostError::io(&root, e))?;
-            }
-            Err(e) => {
-                if root.exists() && !root.is_dir() {
-                    return Err(HostError::InvalidSetting(format!(
-                        "--out {} is a file, not a folder",
-                        root.display()
-                    )));
-                }
-                return Err(HostError::io(&root, e));
+            Contents::Empty => {}
+            Contents::Missing => fs::create_dir_all(&root).map_err(|e| HostError::io(&root, e))?,
+        }
+        let lock = RunLock::acquire(&root)?;
+        if contents(&root)? != Contents::Empty {
+            return Err(not_empty(&root));
+        }
+        for entry in fs::read_dir(&root).map_err(|e| HostError::io(&root, e))? {
+            let entry = entry.map_err(|e| HostError::io(&root, e))?;
+            if entry.file_name() != LOCK_FILE {
+                let p = entry.path();
+                fs::remove_file(&p).map_err(|e| HostError::io(&p, e))?;
             }
         }
         let dir = RunDir {
             root,
             resumed: false,
+            lock: Some(Arc::new(lock)),
         };
-        let mut text = serde_json::to_vec_pretty(config).map_err(|e| HostError::BadFile {
-            path: dir.config_path(),
-            reason: format!("cannot serialise the configuration: {e}"),
-        })?;
-        text.push(b'\n');
-        checkpoint::write_atomic(dir.config_path(), &text)?;
+        dir.write_config(config)?;
         Ok(dir)
     }
 
-    /// Reopen the run in `path` to continue it: returns the folder and the configuration its
-    /// `config.json` holds. Fails with [`HostError::InvalidSetting`] if `path` is not a run
-    /// folder (no `config.json`), with [`HostError::BadFile`] if `config.json` is not JSON.
+    /// Reopen the run in `path` to continue it: lock it ([`RunLock`]) and return the folder
+    /// and the configuration its `config.json` holds. Fails with
+    /// [`HostError::InvalidSetting`] if `path` is not a run folder (no `config.json`; the
+    /// message says whether a failed start left nothing to resume), with
+    /// [`HostError::RunFolderInUse`] if another process holds its lock, with
+    /// [`HostError::BadFile`] if `config.json` is not JSON.
     pub fn open_for_resume(path: impl AsRef<Path>) -> Result<(RunDir, serde_json::Value)> {
+        let root = path.as_ref().to_path_buf();
+        let nothing = |root: &Path, what: &str| {
+            HostError::InvalidSetting(format!(
+                "nothing to resume in {}: it is not a run folder ({what}); start the run \
+                 without --resume",
+                root.display()
+            ))
+        };
+        let no_config = |root: &Path| -> Result<HostError> {
+            Ok(match contents(root)? {
+                Contents::Missing => nothing(root, "no such folder"),
+                Contents::Empty => nothing(
+                    root,
+                    &format!("no {CONFIG_FILE}: empty, or what a failed start leaves"),
+                ),
+                Contents::Other => HostError::InvalidSetting(format!(
+                    "cannot resume {}: it has no {CONFIG_FILE}, so it is not a run folder; \
+                     give the --out of the run to continue",
+                    root.display()
+                )),
+            })
+        };
+        // Checked before locking: no lock file in a folder that is not a run.
+        if !root.join(CONFIG_FILE).is_file() {
+            return Err(no_config(&root)?);
+        }
+        let lock = RunLock::acquire(&root)?;
+        let dir = RunDir {
+            root,
+            resumed: true,
+            lock: Some(Arc::new(lock)),
+        };
+        match dir.read_config()? {
+            Some(config) => Ok((dir, config)),
+            None => Err(no_config(&dir.root)?),
+        }
+    }
+
+    /// Open the run in `path` to read it (`acktr eval`, `export`): no lock, nothing written
+    /// (see [`lock`]). Fails with [`HostError::InvalidSetting`] if `path` is not a run folder
+    /// (no `config.json`), with [`HostError::BadFile`] if `config.json` is not JSON.
+    pub fn open(path: impl AsRef<Path>) -> Result<(RunDir, serde_json::Value)> {
         let dir = RunDir {
             root: path.as_ref().to_path_buf(),
-            resumed: true,
+            resumed: false,
+            lock: None,
         };
-        let config_path = dir.config_path();
+        match dir.read_config()? {
+            Some(config) => Ok((dir, config)),
+            None => Err(HostError::InvalidSetting(format!(
+                "{} is not a run folder (it has no {CONFIG_FILE})",
+                dir.root.display()
+            ))),
+        }
+    }
+
+    /// `config.json` parsed; `None` if there is none.
+    fn read_config(&self) -> Result<Option<serde_json::Value>> {
+        let config_path = self.config_path();
         let text = match fs::read(&config_path) {
             Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(HostError::InvalidSetting(format!(
-                    "cannot resume {}: it has no {CONFIG_FILE}, so it is not a run folder \
-                     (start a new run without --resume)",
-                    dir.root.display()
-                )))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(HostError::io(&config_path, e)),
         };
         let config = serde_json::from_slice(&text).map_err(|e| HostError::BadFile {
             path: config_path.clone(),
-            reason: format!("not valid JSON ({e}); the run cannot be resumed from it"),
+            reason: format!("not valid JSON ({e}); the run cannot be read from it"),
         })?;
-        Ok((dir, config))
+        Ok(Some(config))
+    }
+
+    /// Write `config` to `config.json`: pretty-printed, trailing newline, atomically. A
+    /// resume records the settings it changed with it (`--total-steps`, logging, evaluation).
+    pub fn write_config(&self, config: &serde_json::Value) -> Result<()> {
+        let mut text = serde_json::to_vec_pretty(config).map_err(|e| HostError::BadFile {
+            path: self.config_path(),
+            reason: format!("cannot serialise the configuration: {e}"),
+        })?;
+        text.push(b'\n');
+        checkpoint::write_atomic(self.config_path(), &text)
+    }
+
+    /// Whether this process holds the folder's lock (a trainer's folder).
+    pub fn is_locked(&self) -> bool {
+        self.lock.is_some()
     }
 
     /// The folder.
