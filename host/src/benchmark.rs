@@ -1422,24 +1422,6 @@ fn smoothed(episodes: &[(u64, f64, f64)], window: usize) -> Vec<(f64, f64)> {
     out
 }
 
-/// Linear interpolation of a curve with non-decreasing x at `x` (clamped to its ends).
-fn interpolate(c: &[(f64, f64)], x: f64) -> f64 {
-    let i = c.partition_point(|p| p.0 < x);
-    if i == 0 {
-        return c[0].1;
-    }
-    if i == c.len() {
-        return c[c.len() - 1].1;
-    }
-    let (x0, y0) = c[i - 1];
-    let (x1, y1) = c[i];
-    if x1 > x0 {
-        y0 + (y1 - y0) * (x - x0) / (x1 - x0)
-    } else {
-        y1
-    }
-}
-
 /// Median line and min–max band of `curves` at 200 points over the env steps all of them
 /// cover; a single curve as it is.
 fn median_band(label: String, curves: &[Vec<(f64, f64)>]) -> Band {
@@ -1466,7 +1448,10 @@ fn median_band(label: String, curves: &[Vec<(f64, f64)>]) -> Band {
     }
     for g in 0..GRID {
         let x = lo + (hi - lo) * g as f64 / (GRID - 1) as f64;
-        let ys: Vec<Option<f64>> = curves.iter().map(|c| Some(interpolate(c, x))).collect();
+        let ys: Vec<Option<f64>> = curves
+            .iter()
+            .map(|c| Some(plot::interpolate(c, x)))
+            .collect();
         if let Some(Spread {
             median: Some(m),
             min: Some(a),

@@ -280,7 +280,7 @@ fn curve(rows: &[(f64, u64, f64)], x_axis: XAxis, window: usize) -> Curve {
 }
 
 /// Linear interpolation of a curve with non-decreasing x at `x` (clamped to its ends).
-fn interpolate(c: &[(f64, f64)], x: f64) -> f64 {
+pub(crate) fn interpolate(c: &[(f64, f64)], x: f64) -> f64 {
     let i = c.partition_point(|p| p.0 < x);
     if i == 0 {
         return c[0].1;
