@@ -97,6 +97,11 @@ pub struct Config {
     /// (`s ∈ [1/1024, 1024]`), the paper's MuJoCo rule (target 0.002).
     #[serde(default)]
     pub target_kl: f32,
+    /// The critic's steps in the Euclidean norm instead of the Gauss–Newton norm (the paper's
+    /// ablation; needs `vf_kl_clip`): direction the plain gradient `g_v`, size
+    /// `η_v = min(η_max, sqrt(2δ_v / g_vᵀg_v))`. The actor's step is unchanged.
+    #[serde(default)]
+    pub vf_euclidean: bool,
 }
 
 fn one() -> u32 {
@@ -135,6 +140,7 @@ impl Config {
         vf_iters: 1,
         vf_stride: 1,
         target_kl: 0.0,
+        vf_euclidean: false,
     };
 
     /// A2C's usual settings (RMSprop, lr 7e-4, α 0.99, ε 1e-5, clip 0.5, no momentum).
@@ -200,6 +206,11 @@ impl Config {
         if self.vf_iters == 0 || (self.vf_iters > 1 && self.vf_kl_clip == 0.0) {
             return Err(Error::ConfigInvalid(
                 "vf_iters must be >= 1, and more than 1 needs vf_kl_clip > 0",
+            ));
+        }
+        if self.vf_euclidean && self.vf_kl_clip == 0.0 {
+            return Err(Error::ConfigInvalid(
+                "vf_euclidean needs the critic's own trust region (vf_kl_clip > 0)",
             ));
         }
         if self.vf_stride == 0 {

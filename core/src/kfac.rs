@@ -1365,18 +1365,19 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Curvature
     /// `gᵀ F̂_d⁻¹ g`. The Gaussian log-std is not touched here (its Fisher block is exact and
     /// diagonal; the optimizer handles it). Requires [`Curvature::factorize`] to have succeeded.
     pub fn precondition(&self, grad: &mut crate::ActorCritic<OBS, H, P, T>) -> Result<f32, Error> {
-        let [qa, qc] = self.precondition_parts(grad, false)?;
+        let [qa, qc] = self.precondition_parts(grad, [true, true])?;
         Ok(qa + qc)
     }
 
     /// [`Curvature::precondition`] with the quadratic form split as `[q_π, q_v]`: the actor's
     /// blocks (trunk 0 and the policy head; with a shared trunk, the trunk too) and the
-    /// critic's (trunk 1 of separate trunks, and the value head). With `critic_only` the
-    /// actor's blocks are left as they are and `q_π = 0`.
+    /// critic's (trunk 1 of separate trunks, and the value head). A part whose entry of
+    /// `parts = [actor, critic]` is false is left as it is, its `q` 0 (a shared trunk counts
+    /// as the actor's).
     pub fn precondition_parts(
         &self,
         grad: &mut crate::ActorCritic<OBS, H, P, T>,
-        critic_only: bool,
+        parts: [bool; 2],
     ) -> Result<[f32; 2], Error> {
         if !self.factorized {
             return Err(Error::UpdateNotPositiveDefinite);
@@ -1387,17 +1388,19 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Curvature
         for t in 0..T {
             // Trunk 0 is the actor's (shared with the critic when T = 1).
             let part = usize::from(t > 0);
-            if critic_only && part == 0 {
+            if !parts[part] {
                 continue;
             }
             let tr = &mut grad.trunks[t];
             q[part] += precondition(&self.a_obs, &self.s1[t], &mut tr.l1.w, &mut tr.l1.b);
             q[part] += precondition(&self.a_h1[t], &self.s2[t], &mut tr.l2.w, &mut tr.l2.b);
         }
-        if !critic_only {
+        if parts[0] {
             q[0] += precondition(&self.a_h2[0], &self.s_pi, &mut grad.pi.w, &mut grad.pi.b);
         }
-        q[1] += precondition(&self.a_h2[T - 1], &self.s_v, &mut grad.v.w, &mut grad.v.b);
+        if parts[1] {
+            q[1] += precondition(&self.a_h2[T - 1], &self.s_v, &mut grad.v.w, &mut grad.v.b);
+        }
         Ok(q)
     }
 }

@@ -61,6 +61,8 @@ struct Pass {
     /// Add the Fisher statistics with this weight per sample.
     fisher: bool,
     w_stat: f32,
+    /// The value loss alone, through the critic's trunk and head alone (separate trunks).
+    critic_only: bool,
     /// Advantages enter the loss as `(Â − mean)·scale`.
     adv: (f32, f32),
 }
@@ -98,6 +100,18 @@ fn scale_part<const OBS: usize, const H: usize, const P: usize, const T: usize>(
     if !critic {
         g.log_std.iter_mut().for_each(|x| *x *= r);
     }
+}
+
+/// `g_vᵀg_v` over the critic's parameters of `g` (the Euclidean critic's quadratic form).
+fn critic_square_norm<const OBS: usize, const H: usize, const P: usize, const T: usize>(
+    g: &ActorCritic<OBS, H, P, T>,
+) -> f32 {
+    g.param_slices()
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| ActorCritic::<OBS, H, P, T>::is_critic_slice(*i))
+        .map(|(_, s)| s.iter().map(|x| x * x).sum::<f32>())
+        .sum()
 }
 
 /// Everything training needs: the policy, its gradient and momentum buffers, the curvature.
@@ -327,6 +341,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
             loss: true,
             fisher: together,
             w_stat,
+            critic_only: false,
             adv,
         };
         let mut stats = self.gradient_and_statistics::<B>(steps, 1, forwards, pass, rng);
@@ -336,6 +351,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
                 loss: false,
                 fisher: true,
                 w_stat: (1.0 - rho) / n as f32,
+                critic_only: false,
                 adv,
             };
             self.gradient_and_statistics::<B>(steps, stride, forwards, pass, rng);
@@ -366,7 +382,13 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
             if !self.curvature.is_factorized() || since % cfg.inverse_every == 0 {
                 self.curvature.factorize(cfg.damping)?;
             }
-            let [mut qa, qc] = self.curvature.precondition_parts(&mut self.grad, false)?;
+            let euclid = cfg.vf_euclidean;
+            let [mut qa, mut qc] = self
+                .curvature
+                .precondition_parts(&mut self.grad, [true, !euclid])?;
+            if euclid {
+                qc = critic_square_norm(&self.grad);
+            }
             if self.net.head == HeadKind::Gaussian {
                 // Exact Fisher of the log-std: 2 per dimension.
                 for g in self.grad.log_std.iter_mut() {
@@ -408,7 +430,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
         if eta_v != eta {
             scale_part(&mut self.grad, true, eta_v / eta);
         }
-        self.step(eta)?;
+        self.step(eta, false)?;
         self.updates += 1;
         if cfg.target_kl > 0.0 {
             stats.measured_kl = self.measured_kl::<B>(steps, forwards);
@@ -435,6 +457,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
                 loss: true,
                 fisher: false,
                 w_stat: 0.0,
+                critic_only: true,
                 adv,
             };
             let s = self.gradient_and_statistics::<B>(sub, stride, None, pass, rng);
@@ -443,13 +466,18 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
             scale_part(&mut self.grad, false, 0.0);
             // A pass that fails changes nothing (the step checks before it writes); the
             // update itself has succeeded, so the passes stop there.
-            let Ok([_, qc]) = self.curvature.precondition_parts(&mut self.grad, true) else {
+            let euclid = cfg.vf_euclidean;
+            let parts = [false, !euclid];
+            let Ok([_, mut qc]) = self.curvature.precondition_parts(&mut self.grad, parts) else {
                 break;
             };
+            if euclid {
+                qc = critic_square_norm(&self.grad);
+            }
             let Ok(eta_v) = trust_region::step_size(qc, cfg.eta_max, cfg.vf_kl_clip) else {
                 break;
             };
-            if !self.grad.is_finite() || self.step(eta_v).is_err() {
+            if !self.grad.is_finite() || self.step(eta_v, true).is_err() {
                 break;
             }
             stats.value_loss_after = s.value_loss * inv_n;
@@ -459,8 +487,10 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
 
     /// `u ← m u + (1−m) η d`, `θ ← θ − u` (ACKTR, SGD), or RMSprop, with `d` in `grad`.
     /// A step that would leave a weight or the optimizer state non-finite is refused
-    /// ([`Error::UpdateNonFiniteGradient`]) before anything is written.
-    fn step(&mut self, eta: f32) -> Result<(), Error> {
+    /// ([`Error::UpdateNonFiniteGradient`]) before anything is written. With `critic_only`
+    /// the critic's weights and state alone move: the actor's momentum is the joint step's,
+    /// not to be spent again by each critic pass.
+    fn step(&mut self, eta: f32, critic_only: bool) -> Result<(), Error> {
         let m = self.config.momentum;
         let optimizer = self.config.optimizer;
         // `(new state, new weight)` of one parameter.
@@ -474,14 +504,19 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
                 (u, p - u)
             }
         };
+        let moves = |i: usize| !critic_only || ActorCritic::<OBS, H, P, T>::is_critic_slice(i);
         let mut bad = 0usize;
         let (net, dir, state) = (&self.net, &self.grad, &self.velocity);
-        for ((p, d), u) in net
+        for (i, ((p, d), u)) in net
             .param_slices()
             .into_iter()
             .zip(dir.param_slices())
             .zip(state.param_slices())
+            .enumerate()
         {
+            if !moves(i) {
+                continue;
+            }
             for ((&p, &d), &u) in p.iter().zip(d.iter()).zip(u.iter()) {
                 let (u, p) = next(p, d, u);
                 bad += usize::from(!(u.is_finite() && p.is_finite()));
@@ -491,7 +526,20 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
             return Err(Error::UpdateNonFiniteGradient);
         }
         let (net, dir, state) = (&mut self.net, &self.grad, &mut self.velocity);
-        net.zip3_mut(dir, state, |p, d, u| (*u, *p) = next(*p, d, *u));
+        for (i, ((p, d), u)) in net
+            .param_slices_mut()
+            .into_iter()
+            .zip(dir.param_slices())
+            .zip(state.param_slices_mut())
+            .enumerate()
+        {
+            if !moves(i) {
+                continue;
+            }
+            for ((p, &d), u) in p.iter_mut().zip(d.iter()).zip(u.iter_mut()) {
+                (*u, *p) = next(*p, d, *u);
+            }
+        }
         Ok(())
     }
 
@@ -561,6 +609,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
             loss,
             fisher,
             w_stat,
+            critic_only,
             adv: (adv_mean, adv_scale),
         } = pass;
         let mut stats = UpdateStats::default();
@@ -599,7 +648,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
                 Some(f) if stride == 1 => &f[first / B],
                 Some(_) => &fb,
                 None => {
-                    self.net.forward_block(&mut fb);
+                    self.net.forward_block_part(&mut fb, critic_only);
                     &fb
                 }
             };
@@ -608,7 +657,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
                 let z = fb.z_of(b);
                 let v = fb.v[0][b];
                 let mut gz = [0.0; P];
-                if loss {
+                if loss && !critic_only {
                     let advantage = (s.advantage - adv_mean) * adv_scale;
                     let (logp, ent) = self.net.head.loss_grad(
                         &z,
@@ -622,10 +671,12 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
                     for (row, g) in gz_loss.iter_mut().zip(gz) {
                         row[b] = g;
                     }
-                    gv_loss[b] = 2.0 * cfg.value_coef * (v - s.ret);
                     stats.policy_loss -= advantage * logp;
-                    stats.value_loss += (s.ret - v) * (s.ret - v);
                     stats.entropy += ent;
+                }
+                if loss {
+                    gv_loss[b] = 2.0 * cfg.value_coef * (v - s.ret);
+                    stats.value_loss += (s.ret - v) * (s.ret - v);
                 }
                 if fisher {
                     self.net
@@ -646,14 +697,15 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
                 bb.unpack(&mut fgs);
             }
             if loss {
-                self.net.backward_block(fb, &gz_loss, &gv_loss, &mut bb);
+                self.net
+                    .backward_block_part(fb, &gz_loss, &gv_loss, &mut bb, critic_only);
                 if n < B {
                     bb.unpack(&mut lgs);
                 }
             }
             if n == B {
                 if loss {
-                    self.grad.accumulate_block(&fs, &bb);
+                    self.grad.accumulate_block_part(&fs, &bb, critic_only);
                 }
                 if fisher {
                     self.curvature.observe_chunk(&fs, &fgs, w_stat);
@@ -665,10 +717,10 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
                 while o < n {
                     let (a, b) = (&fs[o..n], (&lgs[o..n], &fgs[o..n]));
                     o += match n - o {
-                        8.. => self.add_chunk::<8>(a, b, loss, fisher, w_stat),
-                        4.. => self.add_chunk::<4>(a, b, loss, fisher, w_stat),
-                        2.. => self.add_chunk::<2>(a, b, loss, fisher, w_stat),
-                        _ => self.add_chunk::<1>(a, b, loss, fisher, w_stat),
+                        8.. => self.add_chunk::<8>(a, b, pass),
+                        4.. => self.add_chunk::<4>(a, b, pass),
+                        2.. => self.add_chunk::<2>(a, b, pass),
+                        _ => self.add_chunk::<1>(a, b, pass),
                     };
                 }
             }
@@ -685,9 +737,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
         &mut self,
         f: &[Forward<OBS, H, P, T>],
         g: (&[Backward<H, P, T>], &[Backward<H, P, T>]),
-        loss: bool,
-        fisher: bool,
-        w_stat: f32,
+        pass: Pass,
     ) -> usize {
         let (Some(f), Some(lg), Some(fg)) = (
             f.first_chunk::<C>(),
@@ -696,11 +746,11 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
         ) else {
             return C;
         };
-        if loss {
-            self.grad.accumulate_chunk(f, lg);
+        if pass.loss {
+            self.grad.accumulate_chunk_part(f, lg, pass.critic_only);
         }
-        if fisher {
-            self.curvature.observe_chunk(f, fg, w_stat);
+        if pass.fisher {
+            self.curvature.observe_chunk(f, fg, pass.w_stat);
         }
         C
     }

@@ -290,8 +290,29 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> ActorCrit
     /// Forward pass of a block of `B` samples whose observations are in `f.x`.
     #[inline]
     pub fn forward_block<const B: usize>(&self, f: &mut ForwardBlock<OBS, H, P, T, B>) {
+        self.forward_block_part(f, false);
+    }
+
+    /// The trunks a pass runs: all, or with `critic_only` the value head's alone (the
+    /// policy's trunk and head are then neither read nor written).
+    fn trunks_of(critic_only: bool) -> core::ops::Range<usize> {
+        if critic_only {
+            Self::CRITIC..T
+        } else {
+            0..T
+        }
+    }
+
+    /// [`ActorCritic::forward_block`]; with `critic_only` the value alone (`f.z` and the
+    /// policy trunk's outputs are left as they were).
+    #[inline]
+    pub(crate) fn forward_block_part<const B: usize>(
+        &self,
+        f: &mut ForwardBlock<OBS, H, P, T, B>,
+        critic_only: bool,
+    ) {
         let act = self.activation;
-        for t in 0..T {
+        for t in Self::trunks_of(critic_only) {
             let tr = &self.trunks[t];
             tr.l1.forward_block(&f.x, &mut f.h1[t]);
             f.h1[t]
@@ -304,7 +325,9 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> ActorCrit
                 .iter_mut()
                 .for_each(|y| *y = act.apply(*y));
         }
-        self.pi.forward_block(&f.h2[0], &mut f.z);
+        if !critic_only {
+            self.pi.forward_block(&f.h2[0], &mut f.z);
+        }
         self.v.forward_block(&f.h2[Self::CRITIC], &mut f.v);
     }
 
@@ -363,11 +386,27 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> ActorCrit
         gv: &[f32; B],
         b: &mut BackwardBlock<H, P, T, B>,
     ) {
-        b.gz = *gz;
+        self.backward_block_part(f, gz, gv, b, false);
+    }
+
+    /// [`ActorCritic::backward_block`]; with `critic_only` (separate trunks) the value head's
+    /// trunk alone, from `gv` (`gz` and the policy trunk's gradients are not touched).
+    #[inline]
+    pub(crate) fn backward_block_part<const B: usize>(
+        &self,
+        f: &ForwardBlock<OBS, H, P, T, B>,
+        gz: &[[f32; B]; P],
+        gv: &[f32; B],
+        b: &mut BackwardBlock<H, P, T, B>,
+        critic_only: bool,
+    ) {
+        if !critic_only {
+            b.gz = *gz;
+        }
         b.gv = [*gv];
         let act = self.activation;
         let mut dh = [[0.0f32; B]; H];
-        for t in 0..T {
+        for t in Self::trunks_of(critic_only) {
             dh.iter_mut().for_each(|r| *r = [0.0; B]);
             if t == 0 {
                 self.pi.backward_input_block(gz, &mut dh);
@@ -416,7 +455,19 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> ActorCrit
         f: &[Forward<OBS, H, P, T>; C],
         b: &[Backward<H, P, T>; C],
     ) {
-        for t in 0..T {
+        self.accumulate_chunk_part(f, b, false);
+    }
+
+    /// [`ActorCritic::accumulate_chunk`]; with `critic_only` the value head's trunk and head
+    /// alone.
+    #[inline]
+    pub(crate) fn accumulate_chunk_part<const C: usize>(
+        &mut self,
+        f: &[Forward<OBS, H, P, T>; C],
+        b: &[Backward<H, P, T>; C],
+        critic_only: bool,
+    ) {
+        for t in Self::trunks_of(critic_only) {
             let g: [&[f32; H]; C] = core::array::from_fn(|c| &b[c].g1[t]);
             let x: [&[f32; OBS]; C] = core::array::from_fn(|c| &f[c].x);
             self.trunks[t].l1.accumulate_chunk(&g, &x);
@@ -424,9 +475,11 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> ActorCrit
             let x: [&[f32; H]; C] = core::array::from_fn(|c| &f[c].h1[t]);
             self.trunks[t].l2.accumulate_chunk(&g, &x);
         }
-        let g: [&[f32; P]; C] = core::array::from_fn(|c| &b[c].gz);
-        let x: [&[f32; H]; C] = core::array::from_fn(|c| &f[c].h2[0]);
-        self.pi.accumulate_chunk(&g, &x);
+        if !critic_only {
+            let g: [&[f32; P]; C] = core::array::from_fn(|c| &b[c].gz);
+            let x: [&[f32; H]; C] = core::array::from_fn(|c| &f[c].h2[0]);
+            self.pi.accumulate_chunk(&g, &x);
+        }
         let gv: [[f32; 1]; C] = core::array::from_fn(|c| [b[c].gv]);
         let g: [&[f32; 1]; C] = core::array::from_fn(|c| &gv[c]);
         let x: [&[f32; H]; C] = core::array::from_fn(|c| &f[c].h2[Self::CRITIC]);
@@ -441,14 +494,28 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> ActorCrit
         f: &[Forward<OBS, H, P, T>; B],
         b: &BackwardBlock<H, P, T, B>,
     ) {
-        for t in 0..T {
+        self.accumulate_block_part(f, b, false);
+    }
+
+    /// [`ActorCritic::accumulate_block`]; with `critic_only` the value head's trunk and head
+    /// alone.
+    #[inline]
+    pub(crate) fn accumulate_block_part<const B: usize>(
+        &mut self,
+        f: &[Forward<OBS, H, P, T>; B],
+        b: &BackwardBlock<H, P, T, B>,
+        critic_only: bool,
+    ) {
+        for t in Self::trunks_of(critic_only) {
             let x: [&[f32; OBS]; B] = core::array::from_fn(|c| &f[c].x);
             self.trunks[t].l1.accumulate_lanes(&b.g1[t], &x);
             let x: [&[f32; H]; B] = core::array::from_fn(|c| &f[c].h1[t]);
             self.trunks[t].l2.accumulate_lanes(&b.g2[t], &x);
         }
-        let x: [&[f32; H]; B] = core::array::from_fn(|c| &f[c].h2[0]);
-        self.pi.accumulate_lanes(&b.gz, &x);
+        if !critic_only {
+            let x: [&[f32; H]; B] = core::array::from_fn(|c| &f[c].h2[0]);
+            self.pi.accumulate_lanes(&b.gz, &x);
+        }
         let x: [&[f32; H]; B] = core::array::from_fn(|c| &f[c].h2[Self::CRITIC]);
         self.v.accumulate_lanes(&b.gv, &x);
     }
@@ -466,6 +533,13 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> ActorCrit
         }
         let _ = v.push(&self.log_std);
         v
+    }
+
+    /// Whether slice `i` of [`ActorCritic::param_slices`] belongs to the critic alone (the
+    /// value head's trunk with separate trunks, and the value head).
+    pub(crate) const fn is_critic_slice(i: usize) -> bool {
+        let trunk = i / 4;
+        (T == 2 && trunk == Self::CRITIC && i < 4 * T) || (i >= 4 * T + 2 && i < 4 * T + 4)
     }
 
     /// Mutable [`ActorCritic::param_slices`].

@@ -2,7 +2,8 @@
 //! a truth computed here another way:
 //! - `normalize_advantage`: the same update as a learner fed advantages standardised in f64 by
 //!   the test (`(Â − mean)/(std + 1e-8)`, population std);
-//! - `vf_iters`: the critic-only passes leave every actor parameter bit for bit as one pass does,
+//! - `vf_iters`: the critic-only passes leave every actor parameter (with and without momentum)
+//!   bit for bit as one pass does,
 //!   and lower the batch's value loss, recomputed here in f64 from forward passes;
 //! - `target_kl`: the reported measured KL equals `mean KL(π_old ‖ π_new)` over the batch,
 //!   computed in f64 from the policies before and after (closed forms written out here), and the
@@ -151,10 +152,17 @@ fn value_loss(n: &Net, r: &Rollout<OBS, P, 1, N>) -> f64 {
 
 #[test]
 fn critic_passes_leave_the_actor_and_fit_the_critic() {
+    // With momentum the actor's velocity must not be spent again by each critic pass.
+    for momentum in [0.0, 0.9] {
+        critic_passes_with(momentum);
+    }
+}
+
+fn critic_passes_with(momentum: f32) {
     let cfg = Config {
         vf_kl_clip: 0.05,
         eta_max: 1.0,
-        momentum: 0.0,
+        momentum,
         ..natural()
     };
     let mut many = Learner::new(Config { vf_iters: 8, ..cfg }, net(HeadKind::Gaussian, 4)).unwrap();
@@ -171,7 +179,7 @@ fn critic_passes_leave_the_actor_and_fit_the_critic() {
         assert_eq!(
             actor(&one.net),
             actor(&many.net),
-            "update {k}: the actor moved"
+            "update {k}, momentum {momentum}: the critic passes moved the actor"
         );
         let (after_one, after) = (value_loss(&one.net, &r), value_loss(&many.net, &r));
         assert!(
@@ -390,4 +398,92 @@ fn a_failed_update_changes_nothing_and_the_next_batch_learns() {
     );
     assert_eq!(state(&mut l), before);
     assert_eq!(l.updates(), 0);
+}
+
+/// The critic's parameters (trunk 1, value head).
+fn critic(n: &Net) -> Vec<f32> {
+    let t = &n.trunks[1];
+    [
+        t.l1.w.as_flattened(),
+        &t.l1.b,
+        t.l2.w.as_flattened(),
+        &t.l2.b,
+        n.v.w.as_flattened(),
+        &n.v.b,
+    ]
+    .into_iter()
+    .flat_map(|s| s.to_vec())
+    .collect()
+}
+
+/// `vf_euclidean`: the critic steps along its plain gradient, `Δθ_v = −η_v g_v` with
+/// `η_v = min(η_max, sqrt(2δ_v/g_vᵀg_v))` computed here in f64 (the gradient read off an SGD
+/// learner's step of size 1), and the actor takes the same step as under the Gauss–Newton
+/// critic.
+#[test]
+fn euclidean_critic_steps_along_its_gradient() {
+    for (head, delta_v) in [(HeadKind::Gaussian, 0.05), (HeadKind::Categorical, 1e-6)] {
+        let cfg = Config {
+            vf_kl_clip: delta_v,
+            momentum: 0.0,
+            ..natural()
+        };
+        let r = batch(&mut Rng(11), head, 0.0);
+        let mut sgd = Learner::new(
+            Config {
+                optimizer: Optimizer::Sgd,
+                eta_max: 1.0,
+                max_grad_norm: 0.0,
+                ..cfg
+            },
+            net(head, 12),
+        )
+        .unwrap();
+        let before = critic(&sgd.net);
+        sgd.update(&r, &mut Rng(13)).unwrap();
+        let g: Vec<f64> = before
+            .iter()
+            .zip(critic(&sgd.net))
+            .map(|(b, a)| *b as f64 - a as f64)
+            .collect();
+        let gg: f64 = g.iter().map(|x| x * x).sum();
+        let eta_v = (cfg.eta_max as f64).min((2.0 * delta_v as f64 / gg).sqrt());
+
+        let euclid = Config {
+            vf_euclidean: true,
+            ..cfg
+        };
+        let mut e = Learner::new(euclid, net(head, 12)).unwrap();
+        let mut gn = Learner::new(cfg, net(head, 12)).unwrap();
+        let s = e.update(&r, &mut Rng(13)).unwrap();
+        gn.update(&r, &mut Rng(13)).unwrap();
+        assert!(
+            ((s.vf_step_size as f64) - eta_v).abs() <= 1e-4 * eta_v,
+            "{head:?}: η_v {} against {eta_v}",
+            s.vf_step_size
+        );
+        let want: Vec<f32> = before
+            .iter()
+            .zip(&g)
+            .map(|(b, g)| (*b as f64 - eta_v * g) as f32)
+            .collect();
+        let scale = g.iter().fold(0.0f64, |m, v| m.max(v.abs())) * eta_v;
+        let err = max_abs_diff(&critic(&e.net), &want) as f64;
+        assert!(
+            err <= 1e-4 * scale + 1e-7,
+            "{head:?}: critic off by {err} (step {scale})"
+        );
+        assert_eq!(
+            actor(&e.net),
+            actor(&gn.net),
+            "{head:?}: the actor's step changed"
+        );
+        assert!(max_abs_diff(&critic(&e.net), &critic(&gn.net)) > 1e-6);
+    }
+    assert!(Config {
+        vf_euclidean: true,
+        ..natural()
+    }
+    .validate()
+    .is_err());
 }

@@ -275,17 +275,34 @@ pub enum Algo {
     Sb3Ppo,
     /// sb3-contrib TRPO.
     Sb3Trpo,
+    /// The paper's first ablation: our ACKTR with the critic's steps in the Euclidean norm
+    /// (`--vf-euclidean`) instead of the Gauss–Newton norm.
+    AcktrEuclideanCritic,
+    /// The paper's second ablation: our ACKTR and A2C at batch 160 (8 envs × 20 steps) and
+    /// 640 (32 × 20), the rest of each preset as it is.
+    AcktrB160,
+    /// ACKTR at batch 640.
+    AcktrB640,
+    /// A2C at batch 160.
+    A2cB160,
+    /// A2C at batch 640.
+    A2cB640,
 }
 
 impl Algo {
     /// Every algorithm, in report order.
-    pub const ALL: [Algo; 6] = [
+    pub const ALL: [Algo; 11] = [
         Algo::Acktr,
         Algo::AcktrFast,
         Algo::A2c,
         Algo::Sb3A2c,
         Algo::Sb3Ppo,
         Algo::Sb3Trpo,
+        Algo::AcktrEuclideanCritic,
+        Algo::AcktrB160,
+        Algo::AcktrB640,
+        Algo::A2cB160,
+        Algo::A2cB640,
     ];
 
     /// The name on the command line and in the CSV.
@@ -297,6 +314,11 @@ impl Algo {
             Algo::Sb3A2c => "sb3-a2c",
             Algo::Sb3Ppo => "sb3-ppo",
             Algo::Sb3Trpo => "sb3-trpo",
+            Algo::AcktrEuclideanCritic => "acktr-euclidean-critic",
+            Algo::AcktrB160 => "acktr-b160",
+            Algo::AcktrB640 => "acktr-b640",
+            Algo::A2cB160 => "a2c-b160",
+            Algo::A2cB640 => "a2c-b640",
         }
     }
 
@@ -307,7 +329,7 @@ impl Algo {
 
     /// Whether `python/peers.py` runs it.
     pub fn is_peer(self) -> bool {
-        !matches!(self, Algo::Acktr | Algo::AcktrFast | Algo::A2c)
+        matches!(self, Algo::Sb3A2c | Algo::Sb3Ppo | Algo::Sb3Trpo)
     }
 
     /// `acktr train`'s arguments that select it (ours only).
@@ -315,6 +337,11 @@ impl Algo {
         match self {
             Algo::AcktrFast => &["--algo", "acktr", "--preset", "fast"],
             Algo::A2c => &["--algo", "a2c"],
+            Algo::AcktrEuclideanCritic => &["--algo", "acktr", "--vf-euclidean"],
+            Algo::AcktrB160 => &["--algo", "acktr", "--num-envs", "8", "--num-steps", "20"],
+            Algo::AcktrB640 => &["--algo", "acktr", "--num-envs", "32", "--num-steps", "20"],
+            Algo::A2cB160 => &["--algo", "a2c", "--num-envs", "8", "--num-steps", "20"],
+            Algo::A2cB640 => &["--algo", "a2c", "--num-envs", "32", "--num-steps", "20"],
             _ => &["--algo", "acktr"],
         }
     }
@@ -397,7 +424,9 @@ pub struct SuiteArgs {
     #[arg(long, default_value_t = 2)]
     pub jobs: usize,
     /// Algorithms, comma separated: acktr, acktr-fast (`--preset fast`), a2c (ours), sb3-a2c,
-    /// sb3-ppo, sb3-trpo (peers, through python/peers.py).
+    /// sb3-ppo, sb3-trpo (peers, through python/peers.py); the paper's ablations:
+    /// acktr-euclidean-critic (the critic in the Euclidean norm), acktr-b160, acktr-b640,
+    /// a2c-b160, a2c-b640 (batch 160 = 8 envs × 20 steps, 640 = 32 × 20).
     #[arg(
         long,
         value_delimiter = ',',

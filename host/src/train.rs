@@ -450,7 +450,7 @@ pub fn describe(args: &TrainArgs) -> String {
 }
 
 /// The flag a core [`acktr_core::Config`] field is set with on the command line.
-const CONFIG_FLAGS: [(&str, &str); 18] = [
+const CONFIG_FLAGS: [(&str, &str); 19] = [
     ("eta_max", "--lr"),
     ("kl_clip", "--kl-clip"),
     ("damping", "--damping"),
@@ -469,6 +469,7 @@ const CONFIG_FLAGS: [(&str, &str); 18] = [
     ("vf_kl_clip", "--vf-kl-clip"),
     ("vf_iters", "--vf-iters"),
     ("target_kl", "--target-kl"),
+    ("vf_euclidean", "--vf-euclidean"),
 ];
 
 /// A core configuration error (which names `Config`'s fields) as the command line's: the

@@ -327,6 +327,7 @@ pub fn check_supported(config: &Config) -> Result<()> {
         (config.vf_iters > 1, "--vf-iters"),
         (config.vf_stride > 1, "--vf-stride"),
         (config.target_kl > 0.0, "--target-kl"),
+        (config.vf_euclidean, "--vf-euclidean"),
     ];
     match native_only.iter().find(|(on, _)| *on) {
         Some((_, flag)) => Err(HostError::InvalidSetting(format!(
