@@ -166,7 +166,7 @@ pub const SUITES: &[Suite] = &[
                 budget: 200_000,
                 threshold: Some(475.0),
                 window: 10,
-                source: "Gymnasium's reward_threshold; the last-10 window is issue 22's target",
+                source: "Gymnasium's reward_threshold, over the last 10 episodes rather than 100",
             },
             EnvSpec {
                 id: "Acrobot-v1",
