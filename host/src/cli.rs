@@ -146,7 +146,15 @@ fn run(cli: Cli, given: &[String]) -> anyhow::Result<()> {
         }
         Command::Benchmark(b) => crate::benchmark::main(&b)?,
         Command::Bench(args) => {
-            print!("{}", crate::bench::bench(&args)?);
+            if let Some(path) = &args.report {
+                print!("{}", crate::bench::report(path)?);
+                return Ok(());
+            }
+            let report = crate::bench::bench(&args)?;
+            print!("{report}");
+            if let Some(path) = &args.json {
+                crate::bench::save(path, &report, &crate::benchmark::command_line())?;
+            }
             if torch_hooks::get().is_none() {
                 println!(
                     "\n(The libtorch rows and tables need `{TORCH_BIN}` next to `{LEAN_BIN}`: \
@@ -190,7 +198,7 @@ pub fn sibling_of_current_exe(name: &str) -> Option<PathBuf> {
 /// Commands the lean binary hands over before running anything, when `acktr-torch` exists:
 /// `bench`, whose libtorch rows and tables only `acktr-torch` can add.
 fn wants_torch_up_front(cli: &Cli) -> bool {
-    matches!(cli.cmd, Command::Bench(_))
+    matches!(&cli.cmd, Command::Bench(a) if a.report.is_none())
 }
 
 /// Replace this process with `acktr-torch` (same folder, same arguments). Returns only on
