@@ -34,6 +34,7 @@
 extern crate std;
 
 mod config;
+mod conv;
 mod dense;
 mod error;
 mod format;
@@ -48,6 +49,7 @@ pub mod env;
 pub mod trust_region;
 
 pub use config::{Config, Optimizer};
+pub use conv::{conv_out, Conv2d, ConvCurvature};
 pub use dense::{Activation, Dense};
 pub use error::Error;
 pub use format::{
