@@ -52,6 +52,9 @@ pub const fn conv_out(n: usize, k: usize, s: usize) -> usize {
     }
 }
 
+/// Positions per rank-`k` statistics update in [`Conv2d::observe`].
+const OBSERVE_CHUNK: usize = 4;
+
 /// `F` filters of `K×K` over `C` channels, stride `S`, valid padding; `N = C·K·K` (checked at
 /// compile time). Layout and maths in the module docs. As for [`Dense`], the same type is the
 /// gradient buffer ([`Conv2d::accumulate`]).
@@ -248,6 +251,10 @@ impl<const C: usize, const F: usize, const K: usize, const S: usize, const N: us
     /// weights of a batch summing to `1 − ρ` after [`ConvCurvature::scale`]`(ρ)`, `Ā` stays a
     /// mean (corner 1). `g` is the per-sample gradient of the sampled Fisher loss at the
     /// layer's output (before any batch mean).
+    ///
+    /// The positions go [`OBSERVE_CHUNK`] at a time as rank-4 updates (each stored number read
+    /// and written once per chunk instead of once per position), the rest one at a time: the
+    /// same numbers as one rank-one update per position in order.
     pub fn observe<const H: usize, const W: usize, const HO: usize, const WO: usize>(
         &self,
         kfac: &mut ConvCurvature<N, F>,
@@ -257,14 +264,24 @@ impl<const C: usize, const F: usize, const K: usize, const S: usize, const N: us
     ) {
         const { Self::check_geometry::<H, W, HO, WO>() };
         let wa = w / (HO * WO) as f32;
-        let mut u = [0.0f32; N];
+        let mut us = [[0.0f32; N]; OBSERVE_CHUNK];
+        let mut gs = [[0.0f32; F]; OBSERVE_CHUNK];
+        let mut k = 0;
         for p in 0..HO {
             for q in 0..WO {
-                Self::patch(x, p, q, &mut u);
-                kfac.a.add(&u, wa);
-                let gpq: [f32; F] = core::array::from_fn(|f| g[f][p][q]);
-                kfac.s.add(&gpq, w);
+                Self::patch(x, p, q, &mut us[k]);
+                gs[k] = core::array::from_fn(|f| g[f][p][q]);
+                k += 1;
+                if k == OBSERVE_CHUNK {
+                    kfac.a.add_chunk(&us.each_ref(), wa);
+                    kfac.s.add_chunk(&gs.each_ref(), w);
+                    k = 0;
+                }
             }
+        }
+        for (u, gpq) in us.iter().zip(&gs).take(k) {
+            kfac.a.add(u, wa);
+            kfac.s.add(gpq, w);
         }
     }
 

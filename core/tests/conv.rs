@@ -11,7 +11,7 @@
 
 mod common;
 
-use acktr_core::{conv_out, Conv2d, ConvCurvature, Error};
+use acktr_core::{conv_out, Conv2d, ConvCurvature, Error, InputFactor, OutputFactor};
 use common::Rng;
 use nalgebra::{DMatrix, DVector};
 
@@ -449,4 +449,47 @@ fn memory_figures_count_weights_gradient_momentum_and_factors() {
     const { assert!(ConvCurvature::<16, 8>::BYTES >= 4 * (17 * 17 + 8 * 8)) };
     // 4×8×8 in, 8×4×4 out.
     assert_eq!(L::io_bytes(8, 8), 4 * (4 * 64 + 8 * 16));
+}
+
+/// `observe` (rank-4 chunks of positions) is one rank-one update per position in row-major
+/// order, bit for bit: `Ā += (w/T) ā āᵀ`, `S += w g gᵀ` per position, built here from the
+/// public factor updates and the layer's patches. `T = 7·3 = 21` leaves a remainder of 1.
+#[test]
+fn observe_is_one_update_per_position_in_order_bit_for_bit() {
+    let mut rng = Rng(41);
+    let l = layer::<2, 3, 3, 1, 18>(&mut rng);
+    let mut kfac = ConvCurvature::<18, 3>::new();
+    let (mut a, mut s) = (InputFactor::<18>::new(), OutputFactor::<3>::new());
+    for round in 0..3 {
+        kfac.scale(0.9);
+        a.scale(0.9);
+        s.scale(0.9);
+        let x = image::<2, 9, 5>(&mut rng, 0.3);
+        let g: [[[f32; 3]; 7]; 3] =
+            core::array::from_fn(|_| core::array::from_fn(|_| core::array::from_fn(|_| rng.sym())));
+        let w = 0.1 + round as f32;
+        l.observe(&mut kfac, &x, &g, w);
+        let mut u = [0.0f32; 18];
+        for p in 0..7 {
+            for q in 0..3 {
+                Conv2d::<2, 3, 3, 1, 18>::patch(&x, p, q, &mut u);
+                a.add(&u, w / 21.0);
+                s.add(&core::array::from_fn(|f| g[f][p][q]), w);
+            }
+        }
+    }
+    let (mut got, mut want) = (vec![0.0f32; 19 * 19], vec![0.0f32; 19 * 19]);
+    kfac.a().write_dense(&mut got);
+    a.write_dense(&mut want);
+    assert_eq!(
+        got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        want.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
+    let (mut got, mut want) = (vec![0.0f32; 9], vec![0.0f32; 9]);
+    kfac.s().write_dense(&mut got);
+    s.write_dense(&mut want);
+    assert_eq!(
+        got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        want.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
 }
