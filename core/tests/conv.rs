@@ -11,7 +11,10 @@
 
 mod common;
 
-use acktr_core::{conv_out, Conv2d, ConvCurvature, Error, InputFactor, OutputFactor};
+use acktr_core::{
+    conv_out, Activation, ActorCritic, Backward, Conv2d, ConvCurvature, Error, Forward, HeadKind,
+    InputFactor, OutputFactor,
+};
 use common::Rng;
 use nalgebra::{DMatrix, DVector};
 
@@ -491,5 +494,81 @@ fn observe_is_one_update_per_position_in_order_bit_for_bit() {
     assert_eq!(
         got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
         want.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
+}
+
+/// A conv front-end under the actor-critic, chained by hand (conv → tanh → flatten → trunk →
+/// heads): the conv weights' gradient from `ActorCritic::backward_obs` and `Conv2d::accumulate`
+/// against central differences of `L = Σ r ⊙ z + c·v` computed from forward passes only
+/// (f32 nets, the loss summed in f64; h = 1e-2 and the tolerance of `core/tests/gradients.rs`).
+#[test]
+fn conv_under_the_actor_critic_backpropagates() {
+    const HO: usize = conv_out(6, 3, 1); // 4
+    const OBS: usize = 4 * HO * HO;
+    type L = Conv2d<2, 4, 3, 1, 18>;
+    type Net = ActorCritic<OBS, 8, 3, 2>;
+    let mut rng = Rng(51);
+    let conv = layer::<2, 4, 3, 1, 18>(&mut rng);
+    let net = Net::new(Activation::Tanh, HeadKind::Categorical, &mut rng);
+    let x = image::<2, 6, 6>(&mut rng, 0.0);
+    let r: [f32; 3] = core::array::from_fn(|_| rng.sym());
+    let c = 0.7f32;
+
+    // `(loss, conv output after tanh, forward pass)` at the given conv weights.
+    let run = |conv: &L| {
+        let mut y = [[[0.0f32; HO]; HO]; 4];
+        conv.forward(&x, &mut y);
+        let mut obs = [0.0f32; OBS];
+        for (o, v) in obs.iter_mut().zip(y.as_flattened().as_flattened()) {
+            *o = v.tanh();
+        }
+        let mut f = Forward::zeros();
+        net.forward(&obs, &mut f);
+        let l = r.iter().zip(&f.z).map(|(r, z)| (r * z) as f64).sum::<f64>() + (c * f.v) as f64;
+        (l, obs, f)
+    };
+    let (_, obs, f) = run(&conv);
+    let mut b = Backward::zeros();
+    net.backward(&f, &r, c, &mut b);
+    let mut d_obs = [0.0f32; OBS];
+    net.backward_obs(&b, &mut d_obs);
+    // Back through tanh (σ' = 1 − y²) and the flatten (the CHW order of the output).
+    let mut g = [[[0.0f32; HO]; HO]; 4];
+    for ((gv, d), y) in g
+        .as_flattened_mut()
+        .as_flattened_mut()
+        .iter_mut()
+        .zip(&d_obs)
+        .zip(&obs)
+    {
+        *gv = d * (1.0 - y * y);
+    }
+    let mut grad = L::zeros();
+    grad.accumulate(&g, &x);
+
+    let h = 1e-2f32;
+    let mut probe = conv;
+    let mut largest = 0.0f64;
+    for (si, k) in [(0usize, 18 * 4), (1, 4)]
+        .into_iter()
+        .flat_map(|(si, n)| (0..n).map(move |k| (si, k)))
+    {
+        let orig = probe.slices()[si][k];
+        probe.slices_mut()[si][k] = orig + h;
+        let lp = run(&probe).0;
+        probe.slices_mut()[si][k] = orig - h;
+        let lm = run(&probe).0;
+        probe.slices_mut()[si][k] = orig;
+        let fd = (lp - lm) / (2.0 * h as f64);
+        let bp = grad.slices()[si][k] as f64;
+        largest = largest.max(fd.abs());
+        assert!(
+            (fd - bp).abs() <= 2e-3 + 1e-2 * fd.abs(),
+            "slice {si} index {k}: backprop {bp} vs finite difference {fd}"
+        );
+    }
+    assert!(
+        largest > 0.05,
+        "a gradient this small tests nothing: {largest}"
     );
 }
