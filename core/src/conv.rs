@@ -1,4 +1,4 @@
-//! 2-D convolution `y = W ⋆ x + b` with every size in the type, and its K-FAC (KFC, Grosse &
+//! 2-D convolution `y = W ⋆ x + b` with every size fixed at compile time, and its K-FAC (KFC, Grosse &
 //! Martens 2016): a small front-end for grid sensors (an 8×8 time-of-flight array, a
 //! MinAtar 10×10×C board) ahead of the dense trunk.
 //!
@@ -8,7 +8,7 @@
 //!   output is `Ho×Wo` with `Ho = ⌊(H − K)/S⌋ + 1`, `Wo = ⌊(W − K)/S⌋ + 1` ([`conv_out`]);
 //! - output `y: [[[f32; Wo]; Ho]; F]`, `y[f][p][q]`;
 //! - weights `w: [[f32; N]; F]` with `N = C·K·K`, `w[f][(c·K + i)·K + j]` the weight of filter
-//!   `f` on channel `c` at kernel row `i`, column `j` (PyTorch's `weight.reshape(F, −1)`).
+//!   `f` on channel `c` at kernel row `i`, column `j` (PyTorch's `weight.reshape(F, -1)`).
 //!
 //! `N`, `Ho`, `Wo` are type parameters too, because stable Rust cannot size an array by an
 //! expression in generic parameters; every method checks them at compile time
@@ -252,7 +252,7 @@ impl<const C: usize, const F: usize, const K: usize, const S: usize, const N: us
     /// mean (corner 1). `g` is the per-sample gradient of the sampled Fisher loss at the
     /// layer's output (before any batch mean).
     ///
-    /// The positions go [`OBSERVE_CHUNK`] at a time as rank-4 updates (each stored number read
+    /// The positions go four at a time as rank-4 updates (each stored number read
     /// and written once per chunk instead of once per position), the rest one at a time: the
     /// same numbers as one rank-one update per position in order.
     pub fn observe<const H: usize, const W: usize, const HO: usize, const WO: usize>(

@@ -9,6 +9,9 @@
 //! [`Curvature`] (K-FAC factors) → [`trust_region`] (step size) → [`Learner`] (weights) →
 //! `format` (the policy file).
 //!
+//! [`Conv2d`] with its [`ConvCurvature`] is a convolution front-end for grid sensors (KFC, the
+//! convolutional K-FAC), built from the same factors; the [`Learner`] does not drive it yet.
+//!
 //! ```
 //! use acktr_core::{env::CartPole, Activation, Config, HeadKind, Learner, Rollout, Runner,
 //!                  SharedActorCritic};

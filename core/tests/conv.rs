@@ -572,3 +572,18 @@ fn conv_under_the_actor_critic_backpropagates() {
         "a gradient this small tests nothing: {largest}"
     );
 }
+
+/// `orthogonal`: `W` (as `F×N`) has orthogonal rows of length `gain` (`F ≤ N`), `b = 0`.
+#[test]
+fn orthogonal_init_has_orthogonal_filters() {
+    let mut rng = Rng(61);
+    let l = Conv2d::<2, 6, 3, 1, 18>::orthogonal(&mut rng, 2.0);
+    for f in 0..6 {
+        for e in 0..6 {
+            let d: f64 = (0..18).map(|n| l.w[f][n] as f64 * l.w[e][n] as f64).sum();
+            let want = if f == e { 4.0 } else { 0.0 };
+            assert!((d - want).abs() < 1e-5, "({f},{e}): {d}");
+        }
+    }
+    assert_eq!(l.b, [0.0; 6]);
+}
