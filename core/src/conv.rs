@@ -154,14 +154,15 @@ impl<const C: usize, const F: usize, const K: usize, const S: usize, const N: us
     }
 
     /// The patch `u[(c·K + i)·K + j] = x[c][p·S + i][q·S + j]` at output position `(p, q)` (the
-    /// im2col row of that position). Positions outside `Ho×Wo` read nothing past the input: rows
+    /// im2col row of that position); the pixels `T` are numbers, or blocks of lanes as in
+    /// [`Conv2d::forward_block`]. Positions outside `Ho×Wo` read nothing past the input: rows
     /// or columns that fall outside are left as they were in `u`.
     #[inline]
-    pub fn patch<const H: usize, const W: usize>(
-        x: &[[[f32; W]; H]; C],
+    pub fn patch<T: Copy, const H: usize, const W: usize>(
+        x: &[[[T; W]; H]; C],
         p: usize,
         q: usize,
-        u: &mut [f32; N],
+        u: &mut [T; N],
     ) {
         #[allow(clippy::let_unit_value)]
         let () = Self::VALID;
@@ -174,42 +175,92 @@ impl<const C: usize, const F: usize, const K: usize, const S: usize, const N: us
         }
     }
 
-    /// `y[f][p][q] = (Σ_n w[f][n] u_pq[n]) + b[f]`, the sum over `n` ascending.
+    /// `y[f][p][q] = (Σ_n w[f][n] u_pq[n]) + b[f]` for one sample: [`Conv2d::forward_block`]
+    /// with one lane (the same numbers).
     pub fn forward<const H: usize, const W: usize, const HO: usize, const WO: usize>(
         &self,
         x: &[[[f32; W]; H]; C],
         y: &mut [[[f32; WO]; HO]; F],
     ) {
+        let xb = x.map(|xc| xc.map(|row| row.map(|v| [v])));
+        let mut yb = [[[[0.0f32; 1]; WO]; HO]; F];
+        self.forward_block(&xb, &mut yb);
+        *y = yb.map(|yf| yf.map(|row| row.map(|v| v[0])));
+    }
+
+    /// [`Conv2d::forward`] for a block of `B` samples, each pixel holding the samples as lanes
+    /// (`x[c][r][q][b]`, `y[f][p][q][b]`): `y[f][p][q][b] = (Σ_n w[f][n] u_pq[n][b]) + b[f]`, the
+    /// sum over `n` ascending in every lane, so a sample's outputs are the same numbers for any
+    /// `B` (as [`Dense::forward_block`]).
+    pub fn forward_block<
+        const B: usize,
+        const H: usize,
+        const W: usize,
+        const HO: usize,
+        const WO: usize,
+    >(
+        &self,
+        x: &[[[[f32; B]; W]; H]; C],
+        y: &mut [[[[f32; B]; WO]; HO]; F],
+    ) {
         const { Self::check_geometry::<H, W, HO, WO>() };
-        let mut u = [0.0f32; N];
+        let mut u = [[0.0f32; B]; N];
         for p in 0..HO {
             for q in 0..WO {
                 Self::patch(x, p, q, &mut u);
                 for ((yf, wf), bf) in y.iter_mut().zip(&self.w).zip(&self.b) {
-                    let mut acc = 0.0f32;
+                    let mut acc = [0.0f32; B];
                     for (wn, un) in wf.iter().zip(&u) {
-                        acc += wn * un;
+                        for (a, v) in acc.iter_mut().zip(un) {
+                            *a += wn * v;
+                        }
                     }
-                    yf[p][q] = acc + bf;
+                    for (o, a) in yf[p][q].iter_mut().zip(&acc) {
+                        *o = a + bf;
+                    }
                 }
             }
         }
     }
 
-    /// `∂L/∂x += Wᵀ ⋆ g`: at each position (row-major), the patch gradient
-    /// `d[n] = Σ_f w[f][n] g[f][p][q]` (`f` ascending) is added onto the pixels of the patch.
+    /// `∂L/∂x += Wᵀ ⋆ g` for one sample: [`Conv2d::backward_input_block`] with one lane.
     pub fn backward_input<const H: usize, const W: usize, const HO: usize, const WO: usize>(
         &self,
         g: &[[[f32; WO]; HO]; F],
         dx: &mut [[[f32; W]; H]; C],
     ) {
+        let gb = g.map(|gf| gf.map(|row| row.map(|v| [v])));
+        let mut db = dx.map(|xc| xc.map(|row| row.map(|v| [v])));
+        self.backward_input_block(&gb, &mut db);
+        *dx = db.map(|xc| xc.map(|row| row.map(|v| v[0])));
+    }
+
+    /// `∂L/∂x += Wᵀ ⋆ g` for a block of `B` samples laid out as in [`Conv2d::forward_block`]:
+    /// at each position (row-major), the patch gradient `d[n][b] = Σ_f w[f][n] g[f][p][q][b]`
+    /// (`f` ascending) is added onto the pixels of the patch; the same numbers for any `B`.
+    pub fn backward_input_block<
+        const B: usize,
+        const H: usize,
+        const W: usize,
+        const HO: usize,
+        const WO: usize,
+    >(
+        &self,
+        g: &[[[[f32; B]; WO]; HO]; F],
+        dx: &mut [[[[f32; B]; W]; H]; C],
+    ) {
         const { Self::check_geometry::<H, W, HO, WO>() };
-        let mut d = [0.0f32; N];
+        let mut d = [[0.0f32; B]; N];
         for p in 0..HO {
             for q in 0..WO {
-                d.iter_mut().for_each(|v| *v = 0.0);
+                d.iter_mut().for_each(|v| *v = [0.0; B]);
                 for (wf, gf) in self.w.iter().zip(g) {
-                    crate::dense::axpy(gf[p][q], wf, &mut d);
+                    let gpq = &gf[p][q];
+                    for (dn, wn) in d.iter_mut().zip(wf) {
+                        for (a, gb) in dn.iter_mut().zip(gpq) {
+                            *a += wn * gb;
+                        }
+                    }
                 }
                 for (n, row) in d.chunks_exact(K).enumerate() {
                     let (c, i) = (n / K, n % K);
@@ -218,7 +269,9 @@ impl<const C: usize, const F: usize, const K: usize, const S: usize, const N: us
                         .and_then(|r| r.get_mut(q * S..q * S + K))
                     {
                         for (a, v) in dst.iter_mut().zip(row) {
-                            *a += v;
+                            for (al, vl) in a.iter_mut().zip(v) {
+                                *al += vl;
+                            }
                         }
                     }
                 }

@@ -587,3 +587,78 @@ fn orthogonal_init_has_orthogonal_filters() {
     }
     assert_eq!(l.b, [0.0; 6]);
 }
+
+/// A block of samples (the samples as lanes of every pixel) is each sample alone, bit for bit,
+/// forward and backward.
+fn check_block<
+    const C: usize,
+    const F: usize,
+    const K: usize,
+    const S: usize,
+    const N: usize,
+    const H: usize,
+    const W: usize,
+    const HO: usize,
+    const WO: usize,
+>(
+    seed: u64,
+) {
+    const B: usize = 3;
+    let mut rng = Rng(seed);
+    let l = layer::<C, F, K, S, N>(&mut rng);
+    let xs: [[[[f32; W]; H]; C]; B] = core::array::from_fn(|_| image(&mut rng, 0.1));
+    let gs: [[[[f32; WO]; HO]; F]; B] = core::array::from_fn(|_| image(&mut rng, 0.0));
+    let dx0: [[[[f32; W]; H]; C]; B] = core::array::from_fn(|_| image(&mut rng, 0.0));
+    let lanes = |f: &dyn Fn(usize) -> f32| -> [f32; B] { core::array::from_fn(f) };
+    let xb: [[[[f32; B]; W]; H]; C] = core::array::from_fn(|c| {
+        core::array::from_fn(|r| core::array::from_fn(|q| lanes(&|b| xs[b][c][r][q])))
+    });
+    let gb: [[[[f32; B]; WO]; HO]; F] = core::array::from_fn(|f| {
+        core::array::from_fn(|p| core::array::from_fn(|q| lanes(&|b| gs[b][f][p][q])))
+    });
+    let mut db: [[[[f32; B]; W]; H]; C] = core::array::from_fn(|c| {
+        core::array::from_fn(|r| core::array::from_fn(|q| lanes(&|b| dx0[b][c][r][q])))
+    });
+    let mut yb = [[[[0.0f32; B]; WO]; HO]; F];
+    l.forward_block(&xb, &mut yb);
+    l.backward_input_block(&gb, &mut db);
+    for b in 0..B {
+        let mut y = [[[0.0f32; WO]; HO]; F];
+        l.forward(&xs[b], &mut y);
+        let mut dx = dx0[b];
+        l.backward_input(&gs[b], &mut dx);
+        let yl: Vec<u32> = yb
+            .as_flattened()
+            .as_flattened()
+            .iter()
+            .map(|v| v[b].to_bits())
+            .collect();
+        let ys: Vec<u32> = y
+            .as_flattened()
+            .as_flattened()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect();
+        assert_eq!(yl, ys, "forward, lane {b}");
+        let dl: Vec<u32> = db
+            .as_flattened()
+            .as_flattened()
+            .iter()
+            .map(|v| v[b].to_bits())
+            .collect();
+        let ds: Vec<u32> = dx
+            .as_flattened()
+            .as_flattened()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect();
+        assert_eq!(dl, ds, "backward, lane {b}");
+    }
+}
+
+#[test]
+fn blocks_of_samples_are_each_sample_alone_bit_for_bit() {
+    check_block::<3, 4, 3, 1, 27, 8, 8, 6, 6>(71);
+    check_block::<2, 5, 3, 2, 18, 10, 9, 4, 4>(72);
+    check_block::<1, 2, 2, 1, 4, 3, 5, 2, 4>(73);
+}
