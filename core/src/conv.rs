@@ -116,6 +116,14 @@ impl<const C: usize, const F: usize, const K: usize, const S: usize, const N: us
     /// (three copies, as [`Learner`](crate::Learner) keeps for its layers) plus the K-FAC
     /// factors ([`ConvCurvature::BYTES`]; on hosts these include the explicit inverses, so
     /// read it on the target). Per-sample activations are extra: see [`Conv2d::io_bytes`].
+    ///
+    /// A firmware crate can refuse to build a layer that does not fit its budget:
+    /// ```
+    /// use acktr_core::Conv2d;
+    /// // 8×8 time-of-flight frame: 8 filters of 3×3, stride 1 (N = 9).
+    /// type Tof = Conv2d<1, 8, 3, 1, 9>;
+    /// const _: () = assert!(Tof::TRAIN_BYTES <= 4 * 1024, "conv layer over its RAM budget");
+    /// ```
     pub const TRAIN_BYTES: usize = 3 * Self::PARAM_BYTES + ConvCurvature::<N, F>::BYTES;
 
     /// Bytes of one sample's input and output (`C·H·W + F·Ho·Wo` floats) for an `H×W` input:
