@@ -162,15 +162,15 @@ impl<const C: usize, const F: usize, const K: usize, const S: usize, const N: us
     }
 
     /// The patch `u[(c·K + i)·K + j] = x[c][p·S + i][q·S + j]` at output position `(p, q)` (the
-    /// im2col row of that position); the pixels `T` are numbers, or blocks of lanes as in
+    /// im2col row of that position); the pixels `V` are numbers, or blocks of lanes as in
     /// [`Conv2d::forward_block`]. Positions outside `Ho×Wo` read nothing past the input: rows
     /// or columns that fall outside are left as they were in `u`.
     #[inline]
-    pub fn patch<T: Copy, const H: usize, const W: usize>(
-        x: &[[[T; W]; H]; C],
+    pub fn patch<V: Copy, const H: usize, const W: usize>(
+        x: &[[[V; W]; H]; C],
         p: usize,
         q: usize,
-        u: &mut [T; N],
+        u: &mut [V; N],
     ) {
         #[allow(clippy::let_unit_value)]
         let () = Self::VALID;
@@ -311,7 +311,8 @@ impl<const C: usize, const F: usize, const K: usize, const S: usize, const N: us
     /// `Ā += (w/T) Σ_pq ā_pq ā_pqᵀ`, `S += w Σ_pq g_pq g_pqᵀ`, positions row-major. With the
     /// weights of a batch summing to `1 − ρ` after [`ConvCurvature::scale`]`(ρ)`, `Ā` stays a
     /// mean (corner 1). `g` is the per-sample gradient of the sampled Fisher loss at the
-    /// layer's output (before any batch mean).
+    /// layer's output (before any batch mean). The layer gives the geometry; its weights are
+    /// not read.
     ///
     /// The positions go four at a time as rank-4 updates (each stored number read
     /// and written once per chunk instead of once per position), the rest one at a time: the
