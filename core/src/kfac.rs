@@ -473,7 +473,7 @@ impl<const I: usize> InputFactor<I> {
     /// `x_I = e_I − Σ_{k<I} L_Ik x_k`, the only row with a 1 in the bias column, so the bias
     /// row of the inverse is `D_I⁻¹ x_I` (and its corner `D_I⁻¹`).
     #[cfg(not(target_os = "none"))]
-    fn invert(&mut self) {
+    pub(crate) fn invert(&mut self) {
         let mut x = [[0.0f32; I]; I];
         unit_lower_inverse(&self.m, &mut x);
         let mut x_last = [0.0f32; I];
@@ -678,7 +678,7 @@ impl<const O: usize> OutputFactor<O> {
 
     /// Hosts: the explicit inverse `(L D Lᵀ)⁻¹ = Xᵀ D⁻¹ X`, `X = L⁻¹`.
     #[cfg(not(target_os = "none"))]
-    fn invert(&mut self) {
+    pub(crate) fn invert(&mut self) {
         let mut x = [[0.0f32; O]; O];
         unit_lower_inverse(&self.m, &mut x);
         inverse_from_ldl(&self.m, &x, None, &mut self.inv);

@@ -11,6 +11,9 @@
 //! environments × 16 steps per update; its policy is then written as a policy file (the
 //! format the firmware loads, `docs/format.md`) and read back:
 //!
+//! [`Conv2d`] with its [`ConvCurvature`] is a convolution front-end for grid sensors (KFC, the
+//! convolutional K-FAC), built from the same factors; the [`Learner`] does not drive it yet.
+//!
 //! ```
 //! use acktr_core::{env::CartPole, encoded_len, read_policy, write_policy, Activation, Config,
 //!                  HeadKind, Learner, Rollout, Runner, SharedActorCritic};
@@ -67,6 +70,7 @@
 extern crate std;
 
 mod config;
+mod conv;
 mod dense;
 mod error;
 mod format;
@@ -81,6 +85,7 @@ pub mod env;
 pub mod trust_region;
 
 pub use config::{Config, Optimizer};
+pub use conv::{conv_out, Conv2d, ConvCurvature};
 pub use dense::{Activation, Dense};
 pub use error::Error;
 pub use format::{

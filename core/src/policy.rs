@@ -520,6 +520,16 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> ActorCrit
         self.v.accumulate_lanes(&b.gv, &x);
     }
 
+    /// `∂L/∂obs += Σ_t W1_tᵀ g1_t` from one sample's pre-activation gradients: the gradient a
+    /// trainable front-end below the trunks receives (a [`Conv2d`](crate::Conv2d) whose
+    /// flattened output is the observation). Trunks in order, each
+    /// [`Dense::backward_input`].
+    pub fn backward_obs(&self, b: &Backward<H, P, T>, dx: &mut [f32; OBS]) {
+        for (tr, g1) in self.trunks.iter().zip(&b.g1) {
+            tr.l1.backward_input(g1, dx);
+        }
+    }
+
     /// All parameters as flat slices, in a fixed order (trunks, policy, value, log-std).
     pub fn param_slices(&self) -> HVec<&[f32], MAX_SLICES> {
         let mut v: HVec<&[f32], MAX_SLICES> = HVec::new();
