@@ -22,10 +22,12 @@ mkdir -p "$tmp/docs"
     --img docs/img >/dev/null
   "$acktr" benchmark report bench/hopper-300k.csv --out docs/results-hopper-300k.md \
     --img docs/img/hopper-300k >/dev/null
+  "$acktr" benchmark report bench/ablations.csv --out docs/results-ablations.md \
+    --img docs/img/ablations >/dev/null
   "$acktr" bench --report bench/performance.json >docs/performance-figures.md
 )
-for f in docs/results.md docs/results-hopper-300k.md docs/performance-figures.md \
-  docs/img/*.png docs/img/hopper-300k/*.png; do
+for f in docs/results.md docs/results-hopper-300k.md docs/results-ablations.md \
+  docs/performance-figures.md docs/img/*.png docs/img/hopper-300k/*.png docs/img/ablations/*.png; do
   if ! cmp -s "$f" "$tmp/$f"; then
     echo "check-docs: $f is not what its command makes from the data; regenerate it" >&2
     diff -u "$f" "$tmp/$f" 2>/dev/null | head -20 >&2 || true
