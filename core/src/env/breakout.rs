@@ -249,7 +249,7 @@ impl Breakout {
     }
 
     /// One step of the game with the executed action (0 no-op, 1 left, 2 right); returns the
-    /// reward (0 or 1). Step 4 of the module docs in the package's order of tests.
+    /// reward (0 or 1): steps 1–5 of the module docs, tested in the package's order.
     fn advance(&mut self, action: usize) -> u32 {
         let s = &mut self.state;
         match action {
