@@ -126,8 +126,8 @@ pub enum Schedule {
 #[derive(Args, Clone, Debug, Serialize, Deserialize)]
 pub struct TrainArgs {
     /// Environment id, Gymnasium naming (CartPole-v1, Pendulum-v1, Acrobot-v1,
-    /// MountainCarContinuous-v0 natively; ALE/Breakout-v5, MinAtar/Breakout-v1, Hopper-v5, … through
-    /// Gymnasium when built with the `gymnasium` feature).
+    /// MountainCarContinuous-v0, MinAtar/Breakout-v1 natively; ALE/Breakout-v5, MinAtar/Asterix-v1,
+    /// Hopper-v5, … through Gymnasium when built with the `gymnasium` feature).
     #[arg(long, default_value = "CartPole-v1")]
     pub env: String,
     /// Algorithm.

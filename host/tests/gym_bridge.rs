@@ -135,7 +135,9 @@ fn cartpole_truncation_matches_native() {
 
 #[test]
 fn minatar_breakout_is_channel_first() {
-    let mut env = envs::make("MinAtar/Breakout-v1", 2).unwrap();
+    // Through the bridge explicitly: `envs::make` serves this id natively.
+    let mut env: Box<dyn VecEnv> =
+        Box::new(GymVecEnv::new("MinAtar/Breakout-v1", 2, &GymOptions::default()).unwrap());
     assert_eq!(env.obs_shape(), &[4, 10, 10]);
     assert_eq!(env.action_space(), &Space::Discrete(3));
     assert_eq!(env.describe()["family"], "minatar");
@@ -156,6 +158,48 @@ fn minatar_breakout_is_channel_first() {
         done += b.episodes.len();
     }
     assert!(done > 0, "no MinAtar episode ended in 500 steps");
+}
+
+/// The bridge's MinAtar Breakout (the `minatar` package, observations transposed to CHW) and
+/// the native one (the core's port, transposed by `envs::native`), same seeds and actions: the
+/// same trajectories, exactly (observations, final observations, rewards, flags, episodes),
+/// sticky actions and the same-step resets (which continue each env's `RandomState`) included.
+#[test]
+fn minatar_breakout_bridge_matches_native() {
+    const N: usize = 3;
+    const STEPS: usize = 2000;
+    let mut gym = GymVecEnv::new("MinAtar/Breakout-v1", N, &GymOptions::default()).unwrap();
+    let mut native = envs::native::make("MinAtar/Breakout-v1", N).unwrap();
+    assert_eq!(gym.obs_shape(), native.obs_shape());
+    assert_eq!(gym.action_space(), native.action_space());
+    assert_eq!(gym.describe()["source"], "gymnasium");
+    assert_eq!(native.describe()["source"], "native");
+
+    let seed = 2024;
+    assert_eq!(gym.reset(seed).unwrap(), native.reset(seed).unwrap());
+    let mut stream = Stream(0xD1B5_4A32_D192_ED03);
+    let mut episodes = 0;
+    let mut bricks = 0.0;
+    for t in 0..STEPS {
+        let actions = stream.discrete(N, 3);
+        let g = gym.step(&actions).unwrap();
+        let n = native.step(&actions).unwrap();
+        check_batch(&gym, &g);
+        assert_eq!(g.obs, n.obs, "observations at step {t}");
+        assert_eq!(g.rewards, n.rewards, "rewards at step {t}");
+        assert_eq!(g.terminated, n.terminated, "terminated at step {t}");
+        assert_eq!(g.truncated, n.truncated, "truncated at step {t}");
+        assert_eq!(g.final_obs, n.final_obs, "final_obs at step {t}");
+        assert_eq!(g.episodes, n.episodes, "episodes at step {t}");
+        episodes += g.episodes.len();
+        bricks += g.rewards.iter().sum::<f32>();
+    }
+    assert!(
+        episodes > 50 && bricks > 50.0,
+        "{episodes} episodes, {bricks} bricks"
+    );
+    // A second seeded reset of the same environments matches too.
+    assert_eq!(gym.reset(7).unwrap(), native.reset(7).unwrap());
 }
 
 #[test]

@@ -9,6 +9,7 @@
 //! | `Pendulum` | `Pendulum-v1` | 3 | `Continuous { dim: 1, low: -2, high: 2 }` | 200 |
 //! | `Acrobot` | `Acrobot-v1` | 6 | `Discrete(3)` | 500 |
 //! | `MountainCarContinuous` | `MountainCarContinuous-v0` | 2 | `Continuous { dim: 1, low: -1, high: 1 }` | 999 |
+//! | `Breakout` | `MinAtar/Breakout-v1` (package `minatar`) | 400 (10×10×4) | `Discrete(3)` | none |
 //!
 //! Seeding is numpy's ([`Pcg64`] = `np.random.default_rng(seed)`), so `reset(Some(seed))`
 //! gives Gymnasium's initial state for the same seed. The arithmetic follows Gymnasium's
@@ -16,16 +17,23 @@
 //! last bit of `sin`/`cos`/`pow` depends on the C library, which is why every environment is
 //! generic over [`Math`] (default: the portable [`LibmMath`]). `docs/environments.md` says
 //! what is bit-exact and how the recordings that prove it were made.
+//!
+//! MinAtar's Breakout is the exception to the seeding above: the package draws from numpy's
+//! legacy `RandomState`, reproduced by [`Mt19937`]; it involves no floating-point maths besides
+//! that generator's `rand()`, so it is bit-exact everywhere.
 
 // The trait, numpy's generator and the maths are always there; the environments themselves
 // come with the `envs` feature (on by default).
 #[cfg(feature = "envs")]
 mod acrobot;
 #[cfg(feature = "envs")]
+mod breakout;
+#[cfg(feature = "envs")]
 mod cartpole;
 pub mod math;
 #[cfg(feature = "envs")]
 mod mountain_car;
+pub mod mt19937;
 #[cfg(feature = "envs")]
 mod pendulum;
 pub mod seeding;
@@ -33,10 +41,13 @@ pub mod seeding;
 #[cfg(feature = "envs")]
 pub use acrobot::Acrobot;
 #[cfg(feature = "envs")]
+pub use breakout::{Breakout, BreakoutParams, BreakoutState, BREAKOUT_OBS};
+#[cfg(feature = "envs")]
 pub use cartpole::{CartPole, CartPoleParams};
 pub use math::{LibmMath, Math};
 #[cfg(feature = "envs")]
 pub use mountain_car::{MountainCarContinuous, MountainCarState};
+pub use mt19937::Mt19937;
 #[cfg(feature = "envs")]
 pub use pendulum::{Pendulum, PendulumParams};
 pub use seeding::Pcg64;
