@@ -33,6 +33,7 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+mod collective;
 mod config;
 mod dense;
 mod error;
@@ -47,6 +48,7 @@ mod runner;
 pub mod env;
 pub mod trust_region;
 
+pub use collective::{Collective, Parts, SingleProcess};
 pub use config::{Config, Optimizer};
 pub use dense::{Activation, Dense};
 pub use error::Error;
