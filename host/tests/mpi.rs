@@ -246,3 +246,49 @@ fn a_killed_rank_ends_every_rank_and_the_last_checkpoint_resumes() {
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(checkpoint_meta(&ckpt)["env_steps"], done + 128);
 }
+
+/// Numbers a data-parallel update all-reduces for a 4-64-64 net with two trunks and 2
+/// actions, counted from the layer shapes (independently of the code that sends them): the
+/// parameters, each factor's statistics (`Ā` of `n` inputs: `n(n+3)/2`; `S` of `n` outputs:
+/// `n(n+1)/2`) and three loss sums as `f32`, seven batch numbers as `f64`.
+fn acktr_bytes_per_update() -> u64 {
+    let (obs, h, p, t) = (4u64, 64u64, 2u64, 2u64);
+    let params = t * (obs * h + h + h * h + h) + h * p + p + h + 1 + p;
+    let input = |n: u64| n * (n + 3) / 2;
+    let output = |n: u64| n * (n + 1) / 2;
+    let stats = input(obs) + t * (2 * input(h) + 2 * output(h)) + output(p) + output(1);
+    4 * (params + stats + 3) + 8 * 7
+}
+
+#[test]
+fn bench_reports_one_and_two_ranks_with_the_bytes_the_shapes_give() {
+    let o = Command::new(ACKTR)
+        .args([
+            "bench",
+            "--mpi-ranks",
+            "1,2",
+            "--updates",
+            "3",
+            "--mpirun-args",
+            "--allow-run-as-root --oversubscribe",
+        ])
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    for ranks in [1, 2] {
+        let row = t
+            .lines()
+            .find(|l| l.starts_with(&format!("| ACKTR | {ranks} |")))
+            .unwrap_or_else(|| panic!("no ACKTR row for {ranks} ranks: {t}"));
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        // | algo | ranks | env-steps/s | update | collectives | share | alone | share | bytes |
+        let sps: f64 = cells[3].parse().unwrap();
+        assert!(sps > 0.0, "{row}");
+        assert_eq!(
+            cells[9].parse::<u64>().unwrap(),
+            acktr_bytes_per_update(),
+            "{row}"
+        );
+    }
+}
