@@ -26,6 +26,9 @@ pub enum Error {
     UpdateNotPositiveDefinite,
     /// Stored forward passes do not match the steps (count or inputs); weights untouched.
     UpdateForwardMismatch,
+    /// A collective operation across the processes of a data-parallel update failed
+    /// ([`crate::Collective`]); the learner's state is unspecified (restore a copy).
+    UpdateCollectiveFailed,
     /// The parameters handed to the writer do not match the architecture it was given.
     SerializeShapeMismatch,
     /// The output buffer is too small for the serialized policy.
@@ -81,6 +84,9 @@ impl core::fmt::Display for Error {
             }
             Error::UpdateForwardMismatch => f.write_str(
                 "stored forward passes do not match the rollout's steps; weights left unchanged",
+            ),
+            Error::UpdateCollectiveFailed => f.write_str(
+                "a collective operation across the data-parallel processes failed",
             ),
             Error::SerializeShapeMismatch => {
                 f.write_str("policy parameters do not match the architecture being written")

@@ -343,6 +343,19 @@ fn tile_products<const N: usize, const C: usize>(
     }
 }
 
+/// Visit the statistics of an upper-stored symmetric matrix: the strict upper triangle row by
+/// row, then the diagonal (the strict lower triangle holds the decomposition's `L`).
+fn visit_upper<const N: usize>(
+    m: &mut [[f32; N]; N],
+    diag: &mut [f32; N],
+    f: &mut dyn FnMut(&mut [f32]),
+) {
+    for (i, row) in m.iter_mut().enumerate() {
+        f(&mut row[i + 1..]);
+    }
+    f(diag);
+}
+
 fn scale_upper<const N: usize>(m: &mut [[f32; N]; N], diag: &mut [f32; N], rho: f32) {
     for i in 0..N {
         diag[i] *= rho;
@@ -436,6 +449,13 @@ impl<const I: usize> InputFactor<I> {
         f(&mut self.mean);
         f(&mut self.l_last);
         f(core::slice::from_mut(&mut self.d_last_inv));
+    }
+
+    /// Visit the statistics alone (upper triangle, diagonal, mean; not the decomposition), in
+    /// a fixed order: what a data-parallel update sums over ranks.
+    pub fn visit_statistics_mut(&mut self, f: &mut dyn FnMut(&mut [f32])) {
+        visit_upper(&mut self.m, &mut self.diag, f);
+        f(&mut self.mean);
     }
 
     /// `tr Ā`.
@@ -656,6 +676,12 @@ impl<const O: usize> OutputFactor<O> {
     pub fn visit_mut(&mut self, f: &mut impl FnMut(&mut [f32])) {
         f(self.m.as_flattened_mut());
         f(&mut self.diag);
+    }
+
+    /// Visit the statistics alone (upper triangle, diagonal; not the decomposition), in a
+    /// fixed order: what a data-parallel update sums over ranks.
+    pub fn visit_statistics_mut(&mut self, f: &mut dyn FnMut(&mut [f32])) {
+        visit_upper(&mut self.m, &mut self.diag, f);
     }
 
     /// `tr S`.
@@ -1222,6 +1248,20 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Curvature
         }
         self.s_pi.visit_mut(&mut f);
         self.s_v.visit_mut(&mut f);
+    }
+
+    /// Visit the statistics of every factor (not their decompositions), in a fixed order:
+    /// what a data-parallel update sums over ranks (see [`crate::Collective`]).
+    pub fn visit_statistics_mut(&mut self, f: &mut dyn FnMut(&mut [f32])) {
+        self.a_obs.visit_statistics_mut(f);
+        for t in 0..T {
+            self.a_h1[t].visit_statistics_mut(f);
+            self.a_h2[t].visit_statistics_mut(f);
+            self.s1[t].visit_statistics_mut(f);
+            self.s2[t].visit_statistics_mut(f);
+        }
+        self.s_pi.visit_statistics_mut(f);
+        self.s_v.visit_statistics_mut(f);
     }
 
     /// Declare whether the stored decompositions are valid (after restoring a checkpoint).

@@ -10,6 +10,7 @@
 
 use rand_core::RngCore;
 
+use crate::collective::{Collective, SingleProcess};
 use crate::config::{Config, Optimizer};
 use crate::dense::Activation;
 use crate::head::{standard_normal, HeadKind};
@@ -67,16 +68,45 @@ struct Pass {
     adv: (f32, f32),
 }
 
-/// `(mean, 1/(std + 1e-8))` of the steps' advantages (population std), in f64.
-fn advantage_standardiser<const OBS: usize, const P: usize>(steps: &[Step<OBS, P>]) -> (f32, f32) {
-    let n = steps.len() as f64;
-    let mean = steps.iter().map(|s| s.advantage as f64).sum::<f64>() / n;
-    let var = steps
+/// `(mean, 1/(std + 1e-8))` of every rank's advantages (population std), in f64: `μ = ΣÂ/n`,
+/// `σ² = Σ(Â − μ)²/n`, sums over all ranks' `n` samples; `sum` is this rank's `ΣÂ` already
+/// summed over ranks.
+fn advantage_standardiser<const OBS: usize, const P: usize>(
+    steps: &[Step<OBS, P>],
+    sum: f64,
+    n: f64,
+    coll: &mut dyn Collective,
+) -> Result<(f32, f32), Error> {
+    let mean = sum / n;
+    let mut var = [steps
         .iter()
         .map(|s| (s.advantage as f64 - mean) * (s.advantage as f64 - mean))
-        .sum::<f64>()
-        / n;
-    (mean as f32, (1.0 / (libm::sqrt(var) + 1e-8)) as f32)
+        .sum::<f64>()];
+    coll.all_reduce_sum_f64(&mut var)?;
+    let var = var[0] / n;
+    Ok((mean as f32, (1.0 / (libm::sqrt(var) + 1e-8)) as f32))
+}
+
+/// Whether `forwards` holds `⌈len/B⌉` blocks whose inputs are, bit for bit, the steps'
+/// observations (see [`Learner::update_steps_with_forwards`]).
+fn forwards_match<
+    const OBS: usize,
+    const H: usize,
+    const P: usize,
+    const T: usize,
+    const B: usize,
+>(
+    steps: &[Step<OBS, P>],
+    forwards: &[ForwardBlock<OBS, H, P, T, B>],
+) -> bool {
+    B > 0
+        && forwards.len() == steps.len().div_ceil(B)
+        && steps.iter().enumerate().all(|(i, s)| {
+            let x = &forwards[i / B].x;
+            x.iter()
+                .zip(&s.obs)
+                .all(|(row, o)| row[i % B].to_bits() == o.to_bits())
+        })
 }
 
 /// Multiply the actor's parameters (trunk 0, the policy head, the log-std) or the critic's
@@ -258,7 +288,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
         steps: &[Step<OBS, P>],
         rng: &mut impl RngCore,
     ) -> Result<UpdateStats, Error> {
-        self.update_from::<B>(steps, None, rng)
+        self.update_from::<B>(steps, None, rng, &mut SingleProcess)
     }
 
     /// [`Learner::update_steps_in_blocks`] without its forward passes: `forwards[k]` holds
@@ -277,19 +307,29 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
         forwards: &[ForwardBlock<OBS, H, P, T, B>],
         rng: &mut impl RngCore,
     ) -> Result<UpdateStats, Error> {
-        if B == 0 || forwards.len() != steps.len().div_ceil(B) {
-            return Err(Error::UpdateForwardMismatch);
-        }
-        for (i, s) in steps.iter().enumerate() {
-            let x = &forwards[i / B].x;
-            if x.iter()
-                .zip(&s.obs)
-                .any(|(row, o)| row[i % B].to_bits() != o.to_bits())
-            {
-                return Err(Error::UpdateForwardMismatch);
-            }
-        }
-        self.update_from::<B>(steps, Some(forwards), rng)
+        self.update_from::<B>(steps, Some(forwards), rng, &mut SingleProcess)
+    }
+
+    /// A data-parallel [`Learner::update_steps_in_blocks`] (with `forwards`:
+    /// [`Learner::update_steps_with_forwards`]): this process's `steps` are one rank's share of
+    /// the batch, and `coll` sums what the update needs over the ranks (see
+    /// [`crate::Collective`]), so that every rank takes the step one process would take from
+    /// all ranks' samples concatenated (up to the order of the sums), and all ranks end with
+    /// the same state. Every rank must call it with the same state and settings; ranks may
+    /// hold different numbers of samples. `rng` draws this rank's Fisher targets.
+    ///
+    /// Errors as the single-process update, on every rank alike (a rank's bad input fails the
+    /// update everywhere); with [`Error::UpdateCollectiveFailed`] when `coll` fails, after
+    /// which the state is unspecified. With [`SingleProcess`] it is bit for bit the
+    /// single-process update.
+    pub fn update_data_parallel<const B: usize>(
+        &mut self,
+        steps: &[Step<OBS, P>],
+        forwards: Option<&[ForwardBlock<OBS, H, P, T, B>]>,
+        rng: &mut impl RngCore,
+        coll: &mut dyn Collective,
+    ) -> Result<UpdateStats, Error> {
+        self.update_from::<B>(steps, forwards, rng, coll)
     }
 
     fn update_from<const B: usize>(
@@ -297,45 +337,67 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
         steps: &[Step<OBS, P>],
         forwards: Option<&[ForwardBlock<OBS, H, P, T, B>]>,
         rng: &mut impl RngCore,
+        coll: &mut dyn Collective,
     ) -> Result<UpdateStats, Error> {
         let cfg = self.config;
+        // What this rank's batch is, summed over ranks before anyone acts on it: a bad
+        // batch on one rank fails the update on every rank, and no rank waits on a call the
+        // others never make.
+        let stride = cfg.stat_stride.max(1) as usize;
+        let mut batch = [
+            f64::from(u8::from(
+                forwards.is_some_and(|f| !forwards_match(steps, f)),
+            )),
+            f64::from(u8::from(steps.is_empty())),
+            f64::from(u8::from(!steps.iter().all(|s| s.is_finite()))),
+            f64::from(u8::from(!steps.iter().all(|s| s.in_range()))),
+            steps.len() as f64,
+            steps.len().div_ceil(stride) as f64,
+            steps.iter().map(|s| s.advantage as f64).sum::<f64>(),
+        ];
+        coll.all_reduce_sum_f64(&mut batch)?;
+        let [mismatch, empty, non_finite, out_of_range, n, n_strided, adv_sum] = batch;
+        if mismatch > 0.0 {
+            return Err(Error::UpdateForwardMismatch);
+        }
         cfg.validate()?;
         if cfg.vf_kl_clip > 0.0 && T != 2 {
             return Err(Error::ConfigInvalid(
                 "vf_kl_clip needs separate actor and critic trunks",
             ));
         }
-        let b = steps.len();
-        if b == 0 {
+        if empty > 0.0 {
             return Err(Error::UpdateEmptyRollout);
         }
-        if !steps.iter().all(|s| s.is_finite()) {
+        if non_finite > 0.0 {
             return Err(Error::UpdateNonFiniteInput);
         }
-        if !steps.iter().all(|s| s.in_range()) {
+        if out_of_range > 0.0 {
             return Err(Error::UpdateInputOutOfRange);
         }
         let natural = matches!(cfg.optimizer, Optimizer::Acktr);
         let cold = natural && self.updates < cfg.cold_iters;
-        let inv_b = 1.0 / b as f32;
+        // `B` of the whole batch, all ranks together.
+        let inv_b = 1.0 / n as f32;
         let adv = if cfg.normalize_advantage {
-            advantage_standardiser(steps)
+            advantage_standardiser(steps, adv_sum, n, coll)?
         } else {
             (0.0, 1.0)
         };
 
-        // Statistics weight: debiased running average, ρ_k = min(ρ, k/(k+1)).
+        // Statistics weight: debiased running average, ρ_k = min(ρ, k/(k+1)). With `R` ranks
+        // each scales its (equal) factors by `ρ/R`: the sum over ranks is then `ρ F` plus
+        // every rank's new statistics.
         let k = self.updates as f32;
         let rho = cfg.stat_decay.min(k / (k + 1.0));
         if natural {
-            self.curvature.scale(rho);
+            self.curvature.scale(rho / coll.ranks() as f32);
         }
         let w_stat = (1.0 - rho) * inv_b;
 
         // Loss gradient and Fisher statistics, `B` samples at a time: no batch-sized buffers.
         // With a stride the statistics take a second pass over their samples.
         self.grad.map_mut(|g| *g = 0.0);
-        let stride = cfg.stat_stride as usize;
         let together = natural && stride == 1;
         let pass = Pass {
             loss: true,
@@ -346,16 +408,29 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
         };
         let mut stats = self.gradient_and_statistics::<B>(steps, 1, forwards, pass, rng);
         if natural && !together {
-            let n = b.div_ceil(stride);
             let pass = Pass {
                 loss: false,
                 fisher: true,
-                w_stat: (1.0 - rho) / n as f32,
+                w_stat: (1.0 - rho) / n_strided as f32,
                 critic_only: false,
                 adv,
             };
             self.gradient_and_statistics::<B>(steps, stride, forwards, pass, rng);
         }
+        // Every rank's loss-gradient sums, new statistics and loss sums, in one message.
+        let mut losses = [stats.policy_loss, stats.value_loss, stats.entropy];
+        let (grad, curvature) = (&mut self.grad, &mut self.curvature);
+        coll.all_reduce_sum(&mut |f: &mut dyn FnMut(&mut [f32])| {
+            for s in grad.param_slices_mut() {
+                f(s);
+            }
+            if natural {
+                curvature.visit_statistics_mut(&mut *f);
+            }
+            f(&mut losses);
+        })?;
+        [stats.policy_loss, stats.value_loss, stats.entropy] = losses;
+        stats.samples = n as u32;
         stats.policy_loss *= inv_b;
         stats.value_loss *= inv_b;
         stats.entropy *= inv_b;
@@ -433,7 +508,11 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
         self.step(eta, false)?;
         self.updates += 1;
         if cfg.target_kl > 0.0 {
-            stats.measured_kl = self.measured_kl::<B>(steps, forwards);
+            let mut kl = [self.measured_kl::<B>(steps, forwards) as f64];
+            coll.all_reduce_sum_f64(&mut kl)?;
+            // `mean_t KL` over all ranks' samples (a division in f64 rounded once to f32 is
+            // the f32 division: the single-process numbers are unchanged).
+            stats.measured_kl = (kl[0] / n) as f32;
             if stats.measured_kl > 2.0 * cfg.target_kl {
                 self.eta_scale = (self.eta_scale / 1.5).max(1.0 / 1024.0);
             } else if stats.measured_kl < 0.5 * cfg.target_kl {
@@ -448,10 +527,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
         let stride = cfg.vf_stride as usize;
         for pass in 1..critic_steps as usize {
             // Pass `j` reads samples `(j−1) mod k, … + k, …` (`k = vf_stride`).
-            let Some(sub) = steps.get((pass - 1) % stride..) else {
-                break;
-            };
-            let inv_n = 1.0 / sub.len().div_ceil(stride) as f32;
+            let sub = steps.get((pass - 1) % stride..).unwrap_or(&[]);
             self.grad.map_mut(|g| *g = 0.0);
             let pass = Pass {
                 loss: true,
@@ -461,6 +537,20 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
                 adv,
             };
             let s = self.gradient_and_statistics::<B>(sub, stride, None, pass, rng);
+            // Every rank's gradient sums, value-loss sums and sample counts (whole numbers,
+            // exact in f32 below 2²⁴).
+            let mut sums = [s.value_loss, sub.len().div_ceil(stride) as f32];
+            let grad = &mut self.grad;
+            coll.all_reduce_sum(&mut |f: &mut dyn FnMut(&mut [f32])| {
+                for g in grad.param_slices_mut() {
+                    f(g);
+                }
+                f(&mut sums);
+            })?;
+            if sums[1] == 0.0 {
+                break;
+            }
+            let inv_n = 1.0 / sums[1];
             let (wd, net) = (cfg.weight_decay, &self.net);
             self.grad.zip_mut(net, |g, p| *g = *g * inv_n + wd * p);
             scale_part(&mut self.grad, false, 0.0);
@@ -480,7 +570,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
             if !self.grad.is_finite() || self.step(eta_v, true).is_err() {
                 break;
             }
-            stats.value_loss_after = s.value_loss * inv_n;
+            stats.value_loss_after = sums[0] * inv_n;
         }
         Ok(stats)
     }
@@ -543,7 +633,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
         Ok(())
     }
 
-    /// `mean_t KL(π_old(·|s_t) ‖ π(·|s_t))` over `steps`, with `π_old` the policy before the
+    /// `Σ_t KL(π_old(·|s_t) ‖ π(·|s_t))` over `steps`, with `π_old` the policy before the
     /// last step: its outputs from `forwards` when given, else recomputed from
     /// `θ_old = θ + u` (ACKTR, SGD: the step was `θ ← θ − u`) in `grad`.
     fn measured_kl<const B: usize>(
@@ -578,7 +668,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
                 kl += head.kl(&old.z_of(b), &old_log_std, &new.z_of(b), &self.net.log_std);
             }
         }
-        kl / steps.len() as f32
+        kl
     }
 
     /// The per-sample part of [`Learner::update_steps`], over every `stride`-th step: if

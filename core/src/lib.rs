@@ -69,6 +69,7 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+mod collective;
 mod config;
 mod conv;
 mod dense;
@@ -84,6 +85,7 @@ mod runner;
 pub mod env;
 pub mod trust_region;
 
+pub use collective::{Collective, Parts, SingleProcess};
 pub use config::{Config, Optimizer};
 pub use conv::{conv_out, Conv2d, ConvCurvature};
 pub use dense::{Activation, Dense};

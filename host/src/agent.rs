@@ -2,9 +2,9 @@
 //! are written once; the native backend (acktr-core, fixed sizes) and the libtorch backend
 //! differ only here.
 
-use acktr_core::{Config, Ending, Gae, UpdateStats};
+use acktr_core::{Collective, Config, Ending, Gae, UpdateStats};
 
-use crate::error::Result;
+use crate::error::{HostError, Result};
 
 /// A run-time sized rollout: `steps × envs` samples, time-major.
 #[derive(Clone, Debug, Default)]
@@ -111,6 +111,32 @@ pub trait Agent {
     fn values(&mut self, obs: &[f32], n: usize) -> Result<Vec<f32>>;
     /// One update from a rollout with returns.
     fn update(&mut self, rollout: &HostRollout) -> Result<UpdateStats>;
+    /// One data-parallel update: this rank's rollout, the sums over ranks through `coll` (see
+    /// [`acktr_core::Collective`]). Backends without it refuse more than one rank.
+    fn update_data_parallel(
+        &mut self,
+        rollout: &HostRollout,
+        coll: &mut dyn Collective,
+    ) -> Result<UpdateStats> {
+        if coll.ranks() == 1 {
+            return self.update(rollout);
+        }
+        Err(no_data_parallel())
+    }
+    /// Join a data-parallel run: take rank 0's whole training state (the ranks start equal),
+    /// and, with `sampler_seed`, a sampler of this rank's own (its actions and Fisher
+    /// targets). Backends without it refuse more than one rank.
+    fn join_data_parallel(
+        &mut self,
+        coll: &mut dyn Collective,
+        sampler_seed: Option<u64>,
+    ) -> Result<()> {
+        let _ = sampler_seed;
+        if coll.ranks() == 1 {
+            return Ok(());
+        }
+        Err(no_data_parallel())
+    }
     /// The learner's settings.
     fn config(&self) -> Config;
     /// Change the settings (learning-rate schedule).
@@ -125,6 +151,12 @@ pub trait Agent {
     fn export(&self) -> Result<Vec<u8>>;
     /// Backend and network, for the run's config.
     fn describe(&self) -> serde_json::Value;
+}
+
+fn no_data_parallel() -> HostError {
+    HostError::Distributed(
+        "only the native backend trains across MPI ranks (--backend native)".into(),
+    )
 }
 
 /// `f32`s as little-endian bytes.

@@ -64,6 +64,19 @@ pub struct BenchArgs {
     /// (`acktr bench --report bench/performance.json > docs/performance-figures.md`).
     #[arg(long, value_name = "FILE", conflicts_with = "json")]
     pub report: Option<std::path::PathBuf>,
+    /// Only the data-parallel table: CartPole-v1 native, 16 envs × 20 steps per rank, under
+    /// `mpirun -np N` for each N given (comma separated): env steps per second of all ranks
+    /// together and the all-reduce's share of an update's time. Needs the `mpi` feature and
+    /// `mpirun` on PATH.
+    #[arg(long, value_delimiter = ',')]
+    pub mpi_ranks: Vec<u32>,
+    /// Extra `mpirun` options for `--mpi-ranks` (e.g. `--allow-run-as-root --oversubscribe`,
+    /// or `--hostfile hosts`), space separated.
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
+    pub mpirun_args: String,
+    /// Internal: one rank of `--mpi-ranks` (prints rank 0's measurement as JSON).
+    #[arg(long, hide = true)]
+    pub mpi_worker: bool,
 }
 
 /// One measured table, as `--json` saves it and `--report` prints it.
@@ -574,6 +587,12 @@ fn cartpole_table(args: &BenchArgs) -> Result<String> {
 
 /// Run the benchmark; returns the markdown report.
 pub fn bench(args: &BenchArgs) -> Result<String> {
+    if args.mpi_worker {
+        return mpi_worker(args);
+    }
+    if !args.mpi_ranks.is_empty() {
+        return mpi_table(args);
+    }
     let mut out = String::new();
     out += "## MLP 64-64 (tanh, shared trunk), CartPole-v1, 16 envs × 20 steps\n\n";
     out += "| backend | algo | env-steps/s (whole loop) | update (median) |\n|---|---|---|---|\n";
@@ -705,6 +724,114 @@ impl TrainArgs {
         ])
         .t
     }
+}
+
+/// One rank of the data-parallel table (under `mpirun`): `args.updates` collect + update
+/// iterations after 3 of warm-up, ACKTR then A2C; rank 0 prints one JSON line per algorithm.
+fn mpi_worker(args: &BenchArgs) -> Result<String> {
+    use acktr_core::Collective;
+    let mut world = crate::dist::World::init()?;
+    let (rank, ranks) = (world.rank(), world.ranks());
+    let mut out = String::new();
+    for algo in [Algo::Acktr, Algo::A2c] {
+        let mut l = Loop::new(make("native", algo, 1, false)?)?;
+        l.obs = l.env.reset(u64::from(rank) * Loop::ENVS as u64)?;
+        l.agent
+            .join_data_parallel(&mut world, (rank > 0).then_some(u64::from(rank)))?;
+        let iteration = |l: &mut Loop, world: &mut crate::dist::World| -> Result<Duration> {
+            let (agent, env) = (l.agent.as_mut(), l.env.as_mut());
+            collect(agent, env, &mut l.obs, &mut l.rollout, Loop::STEPS)?;
+            let t = Instant::now();
+            l.agent.update_data_parallel(&l.rollout, world)?;
+            Ok(t.elapsed())
+        };
+        for _ in 0..3 {
+            iteration(&mut l, &mut world)?;
+        }
+        world.take_busy();
+        let t = Instant::now();
+        let mut update = Duration::ZERO;
+        for _ in 0..args.updates {
+            update += iteration(&mut l, &mut world)?;
+        }
+        let wall = t.elapsed().as_secs_f64();
+        let (busy, bytes) = world.take_busy();
+        let n = args.updates.max(1) as f64;
+        // The all-reduce alone, the ranks already in step: the same bytes, back to back (the
+        // loop's figure also holds the wait for the slowest rank).
+        let mut buf = vec![0.0f32; (bytes as f64 / n / 4.0) as usize];
+        let reps = 100;
+        let t = Instant::now();
+        for _ in 0..reps {
+            world.all_reduce_sum(&mut |f: &mut dyn FnMut(&mut [f32])| f(&mut buf))?;
+        }
+        let alone = t.elapsed().as_secs_f64() * 1e3 / f64::from(reps);
+        if rank == 0 {
+            out += &format!(
+                "{}\n",
+                serde_json::json!({
+                    "algo": algo.label(),
+                    "ranks": ranks,
+                    "env_steps_per_s": (args.updates * Loop::ENVS * Loop::STEPS) as f64 * f64::from(ranks) / wall,
+                    "update_ms": update.as_secs_f64() * 1e3 / n,
+                    "collective_ms": busy.as_secs_f64() * 1e3 / n,
+                    "bytes_per_update": bytes as f64 / n,
+                    "allreduce_alone_ms": alone,
+                })
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// `mpirun -np N <this executable> bench --mpi-worker` for each N of `--mpi-ranks`, as a table.
+fn mpi_table(args: &BenchArgs) -> Result<String> {
+    let exe = std::env::current_exe().map_err(|e| crate::HostError::io("current executable", e))?;
+    let mut out = format!(
+        "## Data-parallel ACKTR and A2C (MPI), CartPole-v1 native 64-64, 16 envs × 20 steps per rank, {} updates\n\n\
+         | algo | ranks | env-steps/s (all ranks) | update (mean) | in collectives (mean, waits included) | share | one all-reduce of those bytes alone | share | bytes all-reduced per update (per rank) |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+        args.updates
+    );
+    for &np in &args.mpi_ranks {
+        let o = std::process::Command::new("mpirun")
+            .args(args.mpirun_args.split_whitespace())
+            .args(["-np", &np.to_string()])
+            .arg(&exe)
+            .args([
+                "bench",
+                "--mpi-worker",
+                "--updates",
+                &args.updates.to_string(),
+            ])
+            .output()
+            .map_err(|e| crate::HostError::io("mpirun", e))?;
+        if !o.status.success() {
+            return Err(crate::HostError::Distributed(format!(
+                "mpirun -np {np} failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+            )));
+        }
+        for line in String::from_utf8_lossy(&o.stdout).lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+            out += &format!(
+                "| {} | {} | {:.0} | {:.3} ms | {:.3} ms | {:.0}% | {:.3} ms | {:.0}% | {:.0} |\n",
+                v["algo"].as_str().unwrap_or("?"),
+                f("ranks"),
+                f("env_steps_per_s"),
+                f("update_ms"),
+                f("collective_ms"),
+                100.0 * f("collective_ms") / f("update_ms"),
+                f("allreduce_alone_ms"),
+                100.0 * f("allreduce_alone_ms") / f("update_ms"),
+                f("bytes_per_update"),
+            );
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

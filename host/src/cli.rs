@@ -198,7 +198,9 @@ pub fn sibling_of_current_exe(name: &str) -> Option<PathBuf> {
 /// Commands the lean binary hands over before running anything, when `acktr-torch` exists:
 /// `bench`, whose libtorch rows and tables only `acktr-torch` can add.
 fn wants_torch_up_front(cli: &Cli) -> bool {
-    matches!(&cli.cmd, Command::Bench(a) if a.report.is_none())
+    // `--report` measures nothing; the data-parallel table is native only (and
+    // `acktr-torch` may be built without MPI).
+    matches!(&cli.cmd, Command::Bench(b) if b.report.is_none() && b.mpi_ranks.is_empty() && !b.mpi_worker)
 }
 
 /// Replace this process with `acktr-torch` (same folder, same arguments). Returns only on

@@ -63,6 +63,10 @@ pub enum HostError {
         /// The holder's process id, as it wrote it into the lock file.
         pid: Option<u32>,
     },
+    /// A data-parallel run (`mpirun`) that cannot go on: a build without MPI, a resume with
+    /// another number of ranks, a setting the ranks cannot share.
+    #[error("data-parallel run: {0}")]
+    Distributed(String),
     /// An error from the embedded Python (Gymnasium bridge).
     #[error("gymnasium: {0}")]
     Python(String),

@@ -9,6 +9,7 @@ pub mod agent;
 pub mod bench;
 pub mod benchmark;
 pub mod cli;
+pub mod dist;
 pub mod envs;
 pub mod error;
 pub mod native;

@@ -8,7 +8,8 @@
 
 use acktr_core::env::Pcg64;
 use acktr_core::{
-    Activation, ActorCritic, Config, Forward, ForwardBlock, HeadKind, Learner, Step, UpdateStats,
+    Activation, ActorCritic, Collective, Config, Forward, ForwardBlock, HeadKind, Learner,
+    SingleProcess, Step, UpdateStats,
 };
 use rand_core::SeedableRng;
 
@@ -134,6 +135,14 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Agent
     }
 
     fn update(&mut self, r: &HostRollout) -> Result<UpdateStats> {
+        self.update_data_parallel(r, &mut SingleProcess)
+    }
+
+    fn update_data_parallel(
+        &mut self,
+        r: &HostRollout,
+        coll: &mut dyn Collective,
+    ) -> Result<UpdateStats> {
         self.steps.clear();
         for i in 0..r.len() {
             let mut s = Step::new(
@@ -155,21 +164,51 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Agent
         // gradient) only this copy gives the whole state back, statistics included.
         self.backup.clone_from(&self.learner);
         let rng = self.rng.clone();
-        let result = if reuse {
-            self.learner.update_steps_with_forwards::<BLOCK>(
-                &self.steps,
-                &self.stored[..used],
-                &mut self.rng,
-            )
-        } else {
+        // Every rank fails alike (the core sums the ranks' verdicts on their batches), so all
+        // of them restore their copies together.
+        let forwards = reuse.then(|| &self.stored[..used]);
+        let result =
             self.learner
-                .update_steps_in_blocks::<BLOCK>(&self.steps, &mut self.rng)
-        };
+                .update_data_parallel::<BLOCK>(&self.steps, forwards, &mut self.rng, coll);
         if result.is_err() {
             std::mem::swap(&mut self.learner, &mut self.backup);
             self.rng = rng;
         }
         Ok(result?)
+    }
+
+    fn join_data_parallel(
+        &mut self,
+        coll: &mut dyn Collective,
+        sampler_seed: Option<u64>,
+    ) -> Result<()> {
+        let l = &mut *self.learner;
+        let mut flags = [
+            f64::from(l.updates()),
+            f64::from(u8::from(l.curvature().is_factorized())),
+        ];
+        if coll.ranks() > 1 {
+            // Rank 0's counters: a sum over ranks of (rank 0's, zeros elsewhere) would need the
+            // rank; the ranks hold the same ones (same checkpoint), which the weights' broadcast
+            // below does not check, so compare instead.
+            let mine = flags;
+            coll.all_reduce_sum_f64(&mut flags)?;
+            let r = f64::from(coll.ranks());
+            if flags != [mine[0] * r, mine[1] * r] {
+                return Err(crate::error::HostError::Distributed(
+                    "the ranks start from different update counts (different checkpoints?)".into(),
+                ));
+            }
+        }
+        coll.broadcast(&mut |f: &mut dyn FnMut(&mut [f32])| l.visit_state_mut(&mut *f))?;
+        // The explicit inverses (not part of the state) follow the broadcast decomposition.
+        let (updates, factorized) = (l.updates(), l.curvature().is_factorized());
+        l.set_updates(updates, factorized);
+        if let Some(seed) = sampler_seed {
+            self.rng = Pcg64::seed_from_u64(seed);
+        }
+        (self.used, self.aligned) = (0, true);
+        Ok(())
     }
 
     fn config(&self) -> Config {

@@ -511,23 +511,77 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
 
 /// `acktr train`; `given`: the long names (without `--`) of the options given on the command
 /// line, which `--resume` applies or refuses ([`RESUME_APPLIES`]).
+///
+/// Under `mpirun -np N` (a build with the `mpi` feature) this is one rank of a data-parallel
+/// run: each rank steps its own `num_envs` environments (seeded after the previous ranks'),
+/// every update sums all ranks' samples (acktr-core's `Collective`), rank 0 alone writes the
+/// run folder, and an error on any rank ends every rank (MPI_Abort) after its message.
 pub fn train_given(args: &TrainArgs, given: &[String]) -> Result<Summary> {
+    let mut world = crate::dist::World::init()?;
+    let result = train_in(args, given, &mut world);
+    if world.ranks() > 1 {
+        if let Err(e) = &result {
+            if let HostError::NeedsTorch(why) = e {
+                world.abort(
+                    1,
+                    &format!("error: {why} needs libtorch; only the native backend trains across MPI ranks"),
+                );
+            }
+            world.abort(1, &format!("error: {e}; stopping every rank"));
+        }
+    }
+    result
+}
+
+/// The key of config.json that records a data-parallel run's number of ranks (absent: 1).
+pub const MPI_RANKS_KEY: &str = "mpi_ranks";
+
+/// [`train_given`] as one rank of `world`.
+fn train_in(args: &TrainArgs, given: &[String], world: &mut crate::dist::World) -> Result<Summary> {
     let out = args.out_dir();
-    let (run, mut settings, resumed) = if args.resume {
-        let (run, cfg) = RunDir::open_for_resume(&out)?;
-        let mut s = run_settings(&run, &cfg)?;
-        check_run_config(&run, &s)?;
-        refuse_resume_changes(&run, &s, args, given)?;
-        apply_resume_options(&mut s, args, given)?;
-        // Before the environment (which may start Python).
-        torch_gate_for_run(&run, &s, args.device)?;
-        (Some((run, cfg)), s, true)
-    } else {
-        let s = args.resolve().map_err(config_error_as_flags)?;
-        // Before the environment (which may start Python) and long before the run folder.
-        torch_gate(&s, args.device)?;
-        (None, s, false)
-    };
+    let (ranks, root) = (world.ranks(), world.is_root());
+    let (run, mut settings, resumed) =
+        if args.resume {
+            // Rank 0 holds the folder's lock; the others only read its config and checkpoint.
+            let (run, cfg) = if root {
+                RunDir::open_for_resume(&out)?
+            } else {
+                RunDir::open(&out)?
+            };
+            let recorded = cfg.get(MPI_RANKS_KEY).and_then(|v| v.as_u64()).unwrap_or(1);
+            if recorded != u64::from(ranks) {
+                return Err(HostError::Distributed(format!(
+                "{} was trained on {recorded} rank(s) and this is {ranks}: each rank steps its \
+                 own environments, so the batch and the checkpoint's sampling streams belong to \
+                 {recorded}; resume it with `mpirun -np {recorded}`{}",
+                out.display(),
+                if recorded == 1 { " or without mpirun" } else { "" }
+            )));
+            }
+            let mut s = run_settings(&run, &cfg)?;
+            check_run_config(&run, &s)?;
+            refuse_resume_changes(&run, &s, args, given)?;
+            apply_resume_options(&mut s, args, given)?;
+            // Before the environment (which may start Python).
+            torch_gate_for_run(&run, &s, args.device)?;
+            (Some((run, cfg)), s, true)
+        } else {
+            let s = args.resolve().map_err(config_error_as_flags)?;
+            // Before the environment (which may start Python) and long before the run folder.
+            torch_gate(&s, args.device)?;
+            (None, s, false)
+        };
+    if ranks > 1 && settings.env_options.normalize_obs {
+        return Err(HostError::Distributed(
+            "--normalize-obs keeps running statistics per process, which the ranks would not \
+             share (their policies would read differently scaled inputs); train without it"
+                .into(),
+        ));
+    }
+    let quiet = args.quiet || !root;
+    // Rank `r`'s environments take the seeds after ranks `0..r`'s: together they are the
+    // environments of one process with `ranks × num_envs` of them.
+    let env_seed_offset = u64::from(world.rank()) * settings.num_envs as u64;
     let mut env = envs::make_with(
         &settings.env,
         settings.num_envs,
@@ -535,15 +589,18 @@ pub fn train_given(args: &TrainArgs, given: &[String]) -> Result<Summary> {
         settings.config.gamma,
     )?;
     let mut agent = make_agent(&mut settings, env.as_ref(), args.device)?;
-    let config_json = serde_json::json!({
+    let mut config_json = serde_json::json!({
         "settings": settings,
         "agent": agent.describe(),
         "env": env.describe(),
         "acktr_version": env!("CARGO_PKG_VERSION"),
     });
-    if !args.quiet {
+    if ranks > 1 {
+        config_json[MPI_RANKS_KEY] = serde_json::json!(ranks);
+    }
+    if !quiet {
         eprintln!(
-            "acktr: {} {:?} on {} (backend {:?}, {}{}), {} envs × {} steps, {} env steps → {}",
+            "acktr: {} {:?} on {} (backend {:?}, {}{}), {}{} envs × {} steps, {} env steps → {}",
             if resumed { "resuming" } else { "training" },
             settings.algo,
             settings.env,
@@ -554,6 +611,11 @@ pub fn train_given(args: &TrainArgs, given: &[String]) -> Result<Summary> {
             } else {
                 ""
             },
+            if ranks > 1 {
+                format!("{ranks} MPI ranks × ")
+            } else {
+                String::new()
+            },
             settings.num_envs,
             settings.num_steps,
             settings.total_steps,
@@ -563,7 +625,8 @@ pub fn train_given(args: &TrainArgs, given: &[String]) -> Result<Summary> {
     let mut env_steps = 0u64;
     let (mut monitor_rows, mut progress_rows) = (None, None);
     let run = match run {
-        None => RunDir::create(&out, &config_json)?,
+        None if root => Some(RunDir::create(&out, &config_json)?),
+        None => None,
         Some((run, mut cfg)) => {
             // Every field of the checkpoint is checked before anything is written.
             if let Some(loaded) = run.load_checkpoint()? {
@@ -571,7 +634,7 @@ pub fn train_given(args: &TrainArgs, given: &[String]) -> Result<Summary> {
                     eprintln!("acktr: warning: newest checkpoint unusable ({warn}); resuming from the previous one");
                 }
                 let recorded = run_settings(&run, &cfg)?;
-                let c = restore(agent.as_mut(), &loaded, &recorded)?;
+                let c = restore(agent.as_mut(), &loaded, &recorded, ranks)?;
                 if settings.total_steps < c.env_steps {
                     return Err(HostError::InvalidSetting(format!(
                         "--total-steps {} is less than the {} env steps the run has done; give \
@@ -586,7 +649,7 @@ pub fn train_given(args: &TrainArgs, given: &[String]) -> Result<Summary> {
                     let state = saved_obs_norm(&loaded.checkpoint, &loaded.path)?;
                     env.set_obs_norm_state(&state)?;
                 }
-            } else {
+            } else if !quiet {
                 eprintln!(
                     "acktr: no checkpoint in {}; starting from scratch",
                     out.display()
@@ -611,27 +674,50 @@ pub fn train_given(args: &TrainArgs, given: &[String]) -> Result<Summary> {
                     }
                 }
             }
-            if changed {
+            if changed && root {
                 run.write_config(&cfg)?;
             }
-            run
+            Some(run)
         }
     };
-    let mut monitor = run.monitor(env.id(), monitor_rows.or(resumed.then_some(0)))?;
-    let mut progress = run.progress(progress_rows.or(resumed.then_some(0)))?;
-    let mut tb = run.tensorboard(resumed.then_some(env_steps))?;
+    // The ranks start equal (rank 0's state), each with its own sampler stream; rank 0 keeps
+    // its own (a one-rank run is the plain one).
+    if ranks > 1 {
+        let rank = u64::from(world.rank());
+        let seed = settings.seed ^ rank.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ env_steps;
+        agent.join_data_parallel(world, (rank > 0).then_some(seed))?;
+    }
+    // Rank 0's logs; the other ranks write nothing.
+    let mut logs = match run.as_ref().filter(|_| root) {
+        Some(run) => Some((
+            run.monitor(env.id(), monitor_rows.or(resumed.then_some(0)))?,
+            run.progress(progress_rows.or(resumed.then_some(0)))?,
+            run.tensorboard(resumed.then_some(env_steps))?,
+        )),
+        None => None,
+    };
 
     let (n_env, n_steps) = (settings.num_envs, settings.num_steps);
     let (_, act_len) = head_for(env.action_space());
-    let mut obs = env.reset(settings.seed.wrapping_add(env_steps))?;
+    let mut obs = env.reset(
+        settings
+            .seed
+            .wrapping_add(env_steps)
+            .wrapping_add(env_seed_offset),
+    )?;
     let mut rollout = HostRollout::new(n_env, env.obs_len(), act_len);
     // The last 100 episodes (rollout/ep_rew_mean, ep_len_mean): a resumed run starts from
     // the ones monitor.csv holds (cut back to the checkpoint above).
     let mut recent: VecDeque<f64> = VecDeque::new();
     let mut recent_len: VecDeque<u64> = VecDeque::new();
-    if resumed {
-        monitor.flush()?;
-        let rows = crate::run::read_monitor_rows(&run.monitor_path())?;
+    if let (true, Some(run)) = (resumed, &run) {
+        if let Some((monitor, _, _)) = &mut logs {
+            monitor.flush()?;
+        }
+        // Every rank reads the rows the checkpoint counts (rank 0 may still be cutting the file
+        // back to them), so that all ranks see the same recent episodes.
+        let mut rows = crate::run::read_monitor_rows(&run.monitor_path())?;
+        rows.truncate(monitor_rows.map_or(rows.len(), |n| n as usize));
         for (r, l, _) in rows.iter().skip(rows.len().saturating_sub(100)) {
             recent.push_back(*r);
             recent_len.push_back(*l);
@@ -648,6 +734,8 @@ pub fn train_given(args: &TrainArgs, given: &[String]) -> Result<Summary> {
     let mut train_mean_reached = None;
     let (mut skipped_updates, mut consecutive_skips) = (0u64, 0u32);
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // Env steps per update, all ranks together.
+    let batch = (n_env * n_steps) as u64 * u64::from(ranks);
 
     while env_steps < settings.total_steps {
         let episodes = collect(
@@ -657,21 +745,29 @@ pub fn train_given(args: &TrainArgs, given: &[String]) -> Result<Summary> {
             &mut rollout,
             n_steps,
         )?;
-        env_steps += (n_env * n_steps) as u64;
-        for (ep, at) in episodes {
-            let step_at = env_steps - (n_env * n_steps) as u64 + at;
-            monitor.append(ep.ret, ep.len)?;
-            tb.scalar("charts/episodic_return", step_at, ep.ret)?;
-            tb.scalar("charts/episodic_length", step_at, ep.len as f64)?;
-            recent.push_back(ep.ret);
-            recent_len.push_back(ep.len);
+        env_steps += batch;
+        // Every rank's episodes, on every rank: the stopping rules below see the same ones.
+        let mine: Vec<_> = episodes
+            .iter()
+            .map(|(ep, at)| (ep.ret, ep.len, *at))
+            .collect();
+        let episodes = world.gather_episodes(&mine)?;
+        for (ret, len, at) in episodes {
+            let step_at = env_steps - batch + at;
+            if let Some((monitor, _, tb)) = &mut logs {
+                monitor.append(ret, len)?;
+                tb.scalar("charts/episodic_return", step_at, ret)?;
+                tb.scalar("charts/episodic_length", step_at, len as f64)?;
+            }
+            recent.push_back(ret);
+            recent_len.push_back(len);
             if recent.len() > 100 {
                 recent.pop_front();
                 recent_len.pop_front();
             }
             if let (Some(target), None) = (settings.stop_at_train_mean, train_mean_reached) {
                 let n = settings.train_mean_window;
-                window.push_back(ep.ret);
+                window.push_back(ret);
                 if window.len() > n {
                     window.pop_front();
                 }
@@ -698,7 +794,7 @@ pub fn train_given(args: &TrainArgs, given: &[String]) -> Result<Summary> {
             })?;
         }
         let update = agent.updates() as u64;
-        let stats = match agent.update(&rollout) {
+        let stats = match agent.update_data_parallel(&rollout, world) {
             Ok(stats) => {
                 consecutive_skips = 0;
                 stats
@@ -708,7 +804,7 @@ pub fn train_given(args: &TrainArgs, given: &[String]) -> Result<Summary> {
             Err(e) if is_bad_batch(&e) && consecutive_skips < MAX_CONSECUTIVE_SKIPS => {
                 skipped_updates += 1;
                 consecutive_skips += 1;
-                if !args.quiet {
+                if !quiet {
                     eprintln!(
                         "{}acktr: warning: update {update} skipped ({e}); the learner is as before it",
                         if tty { "\n" } else { "" }
@@ -719,7 +815,10 @@ pub fn train_given(args: &TrainArgs, given: &[String]) -> Result<Summary> {
             Err(e) => return Err(non_finite(e, update)),
         };
         let updates = agent.updates();
-        if updates % settings.log_every == 0 || env_steps >= settings.total_steps {
+        if let (true, Some((monitor, progress, tb))) = (
+            updates % settings.log_every == 0 || env_steps >= settings.total_steps,
+            &mut logs,
+        ) {
             let elapsed = start.elapsed().as_secs_f64();
             let sps = (env_steps - start_steps) as f64 / elapsed.max(1e-9);
             let mean = |v: &VecDeque<f64>| {
@@ -771,7 +870,7 @@ pub fn train_given(args: &TrainArgs, given: &[String]) -> Result<Summary> {
             monitor.flush()?;
             progress.flush()?;
             tb.flush()?;
-            if !args.quiet {
+            if !quiet {
                 let pct = 100.0 * env_steps as f64 / settings.total_steps as f64;
                 let line = format!(
                     "{env_steps:>10} steps {pct:5.1}%  {sps:>9.0} steps/s  return(100) {ep_ret:>8.2}  entropy {:.3}  step {:.2e}",
@@ -795,51 +894,57 @@ pub fn train_given(args: &TrainArgs, given: &[String]) -> Result<Summary> {
                 settings.seed.wrapping_add(1_000_000),
                 true,
             )?;
-            progress.write(&[
-                ("time/total_timesteps", env_steps as f64),
-                ("eval/mean_reward", r),
-            ])?;
-            tb.scalar("eval/mean_reward", env_steps, r)?;
+            if let Some((_, progress, tb)) = &mut logs {
+                progress.write(&[
+                    ("time/total_timesteps", env_steps as f64),
+                    ("eval/mean_reward", r),
+                ])?;
+                tb.scalar("eval/mean_reward", env_steps, r)?;
+            }
             if settings.stop_at.is_some_and(|target| r >= target) {
                 solved_at = Some(env_steps);
-                if !args.quiet {
+                if !quiet {
                     eprintln!("{}acktr: evaluation mean {r:.2} reached the target at {env_steps} env steps", if tty { "\n" } else { "" });
                 }
                 break;
             }
         }
         if settings.checkpoint_every > 0 && env_steps - last_ckpt >= settings.checkpoint_every {
-            save(
-                &run,
-                agent.as_ref(),
-                env.as_ref(),
-                env_steps,
-                &mut monitor,
-                &mut progress,
-                &mut tb,
-            )?;
+            if let (Some(run), Some((monitor, progress, tb))) = (&run, &mut logs) {
+                save(
+                    run,
+                    agent.as_ref(),
+                    env.as_ref(),
+                    env_steps,
+                    monitor,
+                    progress,
+                    tb,
+                )?;
+            }
             last_ckpt = env_steps;
         }
     }
-    if tty && !args.quiet {
+    if tty && !quiet {
         eprintln!();
     }
-    save(
-        &run,
-        agent.as_ref(),
-        env.as_ref(),
-        env_steps,
-        &mut monitor,
-        &mut progress,
-        &mut tb,
-    )?;
+    if let (Some(run), Some((monitor, progress, tb))) = (&run, &mut logs) {
+        save(
+            run,
+            agent.as_ref(),
+            env.as_ref(),
+            env_steps,
+            monitor,
+            progress,
+            tb,
+        )?;
+    }
     let obs_norm = env.obs_norm_state()?;
     // A policy file has no normaliser: without one it would be fed raw observations.
     if obs_norm.is_none() {
-        if let Ok(bytes) = agent.export() {
+        if let (Some(run), true, Ok(bytes)) = (&run, root, agent.export()) {
             checkpoint::write_atomic(run.path().join("policy.ackp"), &bytes)?;
         }
-    } else if !args.quiet {
+    } else if !quiet {
         eprintln!(
             "acktr: no policy.ackp (the policy file format has no observation normaliser; \
              the statistics are in the checkpoint)"
@@ -863,7 +968,7 @@ pub fn train_given(args: &TrainArgs, given: &[String]) -> Result<Summary> {
     } else {
         recent.iter().sum::<f64>() / recent.len() as f64
     };
-    if !args.quiet {
+    if !quiet {
         eprintln!(
             "{}",
             done_line(
@@ -957,9 +1062,17 @@ fn save(
 /// against the run's settings `s` as config.json records them ([`Counters::from_meta`]), the
 /// agent's blobs (lengths, finite values), and the update count the blobs hold against the
 /// metadata's. A refusal is a [`HostError::BadFile`] naming the file and the field.
-fn restore(agent: &mut dyn Agent, loaded: &checkpoint::Loaded, s: &Settings) -> Result<Counters> {
+/// `ranks`: the data-parallel ranks, whose batches together make one update's.
+fn restore(
+    agent: &mut dyn Agent,
+    loaded: &checkpoint::Loaded,
+    s: &Settings,
+    ranks: u32,
+) -> Result<Counters> {
     let path = &loaded.path;
-    let batch = (s.num_envs as u64).saturating_mul(s.num_steps as u64);
+    let batch = (s.num_envs as u64)
+        .saturating_mul(s.num_steps as u64)
+        .saturating_mul(u64::from(ranks));
     let c = Counters::from_meta(&loaded.checkpoint.meta, path, batch, s.total_steps)?;
     agent
         .load(&loaded.checkpoint.blobs)
@@ -1088,7 +1201,13 @@ pub fn load_run(dir: &Path) -> Result<(Settings, Box<dyn Agent>)> {
         reason: "no checkpoint in this run folder".into(),
     })?;
     let recorded = run_settings(&run, &cfg)?;
-    restore(agent.as_mut(), &loaded, &recorded)?;
+    let ranks = cfg.get(MPI_RANKS_KEY).and_then(|v| v.as_u64()).unwrap_or(1);
+    restore(
+        agent.as_mut(),
+        &loaded,
+        &recorded,
+        u32::try_from(ranks).unwrap_or(u32::MAX),
+    )?;
     if s.env_options.normalize_obs {
         let norm = saved_obs_norm(&loaded.checkpoint, &loaded.path)?;
         if norm.mean.len() != env.obs_len() {
@@ -1127,6 +1246,20 @@ impl Agent for ObsNormalized {
     }
     fn update(&mut self, rollout: &HostRollout) -> Result<acktr_core::UpdateStats> {
         self.inner.update(rollout)
+    }
+    fn update_data_parallel(
+        &mut self,
+        rollout: &HostRollout,
+        coll: &mut dyn acktr_core::Collective,
+    ) -> Result<acktr_core::UpdateStats> {
+        self.inner.update_data_parallel(rollout, coll)
+    }
+    fn join_data_parallel(
+        &mut self,
+        coll: &mut dyn acktr_core::Collective,
+        sampler_seed: Option<u64>,
+    ) -> Result<()> {
+        self.inner.join_data_parallel(coll, sampler_seed)
     }
     fn config(&self) -> acktr_core::Config {
         self.inner.config()
