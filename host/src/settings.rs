@@ -592,8 +592,9 @@ fn preset(env: &str, name: PresetName) -> Preset {
         },
         // Anything else (MuJoCo): the paper's layout and batch with normalised observations and
         // rewards, the critic under its own trust region (δ_v 0.1) fitted by 10 natural steps
-        // per batch, no entropy bonus. Hopper-v5 at 300k env steps, seeds 0 and 1: last-100
-        // training means 1,757 and 1,092 against 193 and 186 with the joint trust region.
+        // per batch, no entropy bonus, no momentum. Hopper-v5 at 300k env steps, seed 0: a
+        // last-100 training mean of 2,077 (docs/results-hopper-300k.md) against 193 with the
+        // joint trust region (`--preset fast`).
         _ => Preset {
             num_envs: 1,
             num_steps: 2500,
