@@ -545,7 +545,7 @@ fn preset(env: &str, name: PresetName) -> Preset {
         // Conv nets: factor statistics from every 8th sample. On MinAtar Breakout (1M env
         // steps, seeds 0–2) it learned as well as every sample (last-100 means 9.54 median
         // against 9.41) at 1.4× the env steps per second; on the Nature CNN it brings an ACKTR
-        // update from 4.6× to 1.8× A2C's (docs/results.md, docs/performance.md).
+        // update from 3.9× to 1.6× A2C's (docs/performance-figures.md).
         id if id.starts_with("ALE/") => Preset {
             num_envs: 32,
             num_steps: 20,
