@@ -110,25 +110,17 @@ fn forwards_match<
 }
 
 /// Multiply the actor's parameters (trunk 0, the policy head, the log-std) or the critic's
-/// (trunk `T − 1`, the value head) by `r`; for separate trunks.
+/// (trunk `T − 1`, the value head) by `r`; for separate trunks
+/// ([`ActorCritic::is_critic_slice`] draws the line).
 fn scale_part<const OBS: usize, const H: usize, const P: usize, const T: usize>(
     g: &mut ActorCritic<OBS, H, P, T>,
     critic: bool,
     r: f32,
 ) {
-    let trunk = &mut g.trunks[if critic { T - 1 } else { 0 }];
-    let [a, b] = trunk.l1.slices_mut();
-    let [c, d] = trunk.l2.slices_mut();
-    let [e, f] = if critic {
-        g.v.slices_mut()
-    } else {
-        g.pi.slices_mut()
-    };
-    for s in [a, b, c, d, e, f] {
-        s.iter_mut().for_each(|x| *x *= r);
-    }
-    if !critic {
-        g.log_std.iter_mut().for_each(|x| *x *= r);
+    for (i, s) in g.param_slices_mut().into_iter().enumerate() {
+        if ActorCritic::<OBS, H, P, T>::is_critic_slice(i) == critic {
+            s.iter_mut().for_each(|x| *x *= r);
+        }
     }
 }
 
