@@ -1,4 +1,4 @@
-//! `cargo bench -p acktr-core`: the pieces of one ACKTR update for 4-H-H actor-critics
+//! `cargo bench -p acktr-core --features std`: the pieces of one ACKTR update for 4-H-H actor-critics
 //! (shared trunk, 2 actions, 32-sample batch): factor statistics (in chunks, as the learner
 //! adds them, and one sample at a time), decomposition (the "inverse"), preconditioning, and
 //! the whole update.

@@ -64,6 +64,18 @@ pub struct BenchArgs {
     /// (`acktr bench --report bench/performance.json > docs/performance-figures.md`).
     #[arg(long, value_name = "FILE", conflicts_with = "json")]
     pub report: Option<std::path::PathBuf>,
+    /// Measure nothing: save the Markdown tables of FILE, another command's printed output
+    /// (e.g. `scripts/pendulum-seeds.sh`), into `--json`, recorded with `--command`.
+    #[arg(long, value_name = "FILE", requires_all = ["json", "command"], conflicts_with = "criterion")]
+    pub import: Option<std::path::PathBuf>,
+    /// Measure nothing: save the estimates `cargo bench` left in DIR (criterion's folder,
+    /// `target/criterion`) into `--json` as tables, one column per benchmark group, recorded
+    /// with `--command` (default `cargo bench -p acktr-core --features std`).
+    #[arg(long, value_name = "DIR", requires = "json")]
+    pub criterion: Option<std::path::PathBuf>,
+    /// With `--import` or `--criterion`: the command that measured the figures.
+    #[arg(long)]
+    pub command: Option<String>,
     /// Only the data-parallel table: CartPole-v1 native, 16 envs × 20 steps per rank, under
     /// `mpirun -np N` for each N given (comma separated): env steps per second of all ranks
     /// together and the all-reduce's share of an update's time. Needs the `mpi` feature and
@@ -144,7 +156,9 @@ fn read_tables(path: &std::path::Path) -> Result<Vec<Table>> {
         .map_err(|e| HostError::InvalidSetting(format!("{}: {e}", path.display())))
 }
 
-/// Append the tables of `report` to the JSON file `path` (created when missing).
+/// Save the tables of `report` into the JSON file `path` (created when missing): a table with
+/// the title and header of a saved one replaces it in place (a re-measurement), others are
+/// appended.
 pub fn save(path: &std::path::Path, report: &str, command: &str) -> Result<()> {
     use crate::benchmark::{cpu_model, utc_now};
     use crate::error::HostError;
@@ -155,7 +169,22 @@ pub fn save(path: &std::path::Path, report: &str, command: &str) -> Result<()> {
     };
     let now = utc_now();
     let date = now.get(..10).unwrap_or(&now);
-    tables.extend(tables_of(report, date, &cpu_model(), command));
+    let new = tables_of(report, date, &cpu_model(), command);
+    if new.is_empty() {
+        return Err(HostError::InvalidSetting(format!(
+            "nothing saved to {}: the output holds no Markdown table",
+            path.display()
+        )));
+    }
+    for t in new {
+        match tables
+            .iter_mut()
+            .find(|s| s.title == t.title && s.header == t.header)
+        {
+            Some(saved) => *saved = t,
+            None => tables.push(t),
+        }
+    }
     let text = serde_json::to_string_pretty(&tables)
         .map_err(|e| HostError::InvalidSetting(format!("{}: {e}", path.display())))?;
     std::fs::write(path, text + "\n").map_err(|e| HostError::io(path, e))
@@ -188,6 +217,148 @@ pub fn report(path: &std::path::Path) -> Result<String> {
         for r in &t.rows {
             md += &format!("| {} |\n", r.join(" | "));
         }
+    }
+    Ok(md)
+}
+
+/// One benchmark's estimate as criterion saves it (`<dir>/<group>/<function>/new/`).
+struct CriterionEstimate {
+    group: String,
+    function: String,
+    /// Median and its 95% confidence interval, ns.
+    median: [f64; 3],
+}
+
+fn criterion_estimates(dir: &std::path::Path) -> Result<Vec<CriterionEstimate>> {
+    use crate::error::HostError;
+    let read_json = |p: &std::path::Path| -> Result<serde_json::Value> {
+        let text = std::fs::read_to_string(p).map_err(|e| HostError::io(p, e))?;
+        serde_json::from_str(&text)
+            .map_err(|e| HostError::InvalidSetting(format!("{}: {e}", p.display())))
+    };
+    let list = |p: &std::path::Path| -> Result<Vec<std::path::PathBuf>> {
+        let mut v: Vec<_> = std::fs::read_dir(p)
+            .map_err(|e| HostError::io(p, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
+        v.sort();
+        Ok(v)
+    };
+    let mut out = Vec::new();
+    for group in list(dir)? {
+        for bench in list(&group)? {
+            let new = bench.join("new");
+            if !new.join("benchmark.json").exists() {
+                continue;
+            }
+            let id = read_json(&new.join("benchmark.json"))?;
+            let est = read_json(&new.join("estimates.json"))?;
+            let m = &est["median"];
+            let ci = &m["confidence_interval"];
+            let (Some(group), Some(function), Some(point), Some(lo), Some(hi)) = (
+                id["group_id"].as_str(),
+                id["function_id"].as_str(),
+                m["point_estimate"].as_f64(),
+                ci["lower_bound"].as_f64(),
+                ci["upper_bound"].as_f64(),
+            ) else {
+                return Err(HostError::InvalidSetting(format!(
+                    "{}: not criterion's benchmark.json and estimates.json",
+                    new.display()
+                )));
+            };
+            out.push(CriterionEstimate {
+                group: group.into(),
+                function: function.into(),
+                median: [point, lo, hi],
+            });
+        }
+    }
+    if out.is_empty() {
+        return Err(HostError::InvalidSetting(format!(
+            "{}: no criterion estimates (run `cargo bench -p acktr-core --features std` first)",
+            dir.display()
+        )));
+    }
+    Ok(out)
+}
+
+/// A duration in ns as criterion prints it (3 significant figures, ns/µs/ms/s).
+fn short_time(ns: f64) -> String {
+    let (v, unit) = match ns {
+        n if n < 1e3 => (n, "ns"),
+        n if n < 1e6 => (n / 1e3, "µs"),
+        n if n < 1e9 => (n / 1e6, "ms"),
+        n => (n / 1e9, "s"),
+    };
+    let decimals = if v < 10.0 {
+        2
+    } else if v < 100.0 {
+        1
+    } else {
+        0
+    };
+    format!("{v:.decimals$} {unit}")
+}
+
+/// Markdown tables of the estimates in criterion's folder `dir`: groups that ran the same
+/// benchmarks share a table, one column per group; each cell is the median and its 95%
+/// confidence interval.
+pub fn criterion_report(dir: &std::path::Path) -> Result<String> {
+    let est = criterion_estimates(dir)?;
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for e in &est {
+        match groups.iter_mut().find(|(g, _)| *g == e.group) {
+            Some((_, f)) => f.push(e.function.clone()),
+            None => groups.push((e.group.clone(), vec![e.function.clone()])),
+        }
+    }
+    let mut md = String::new();
+    let mut done: Vec<&Vec<String>> = Vec::new();
+    for (_, functions) in &groups {
+        if done.contains(&functions) {
+            continue;
+        }
+        done.push(functions);
+        let columns: Vec<&str> = groups
+            .iter()
+            .filter(|(_, f)| f == functions)
+            .map(|(g, _)| g.as_str())
+            .collect();
+        md += &format!(
+            "## acktr-core's pieces: {}
+
+| benchmark | {} |
+|---|{}
+",
+            columns.join(", "),
+            columns
+                .iter()
+                .map(|c| format!("{c}: median [95% interval]"))
+                .collect::<Vec<_>>()
+                .join(" | "),
+            "---|".repeat(columns.len())
+        );
+        for f in functions {
+            let cells: Vec<String> = columns
+                .iter()
+                .map(|g| {
+                    est.iter()
+                        .find(|e| e.group == *g && e.function == *f)
+                        .map_or("—".into(), |e| {
+                            format!(
+                                "{} [{} – {}]",
+                                short_time(e.median[0]),
+                                short_time(e.median[1]),
+                                short_time(e.median[2])
+                            )
+                        })
+                })
+                .collect();
+            md += &format!("| {} | {} |\n", f, cells.join(" | "));
+        }
+        md += "\n";
     }
     Ok(md)
 }
@@ -870,10 +1041,63 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("perf.json");
         save(&path, printed, "acktr bench --json perf.json").unwrap();
-        save(&path, printed, "acktr bench --json perf.json").unwrap();
-        assert_eq!(read_tables(&path).unwrap().len(), 6);
+        let remeasured = printed.replace("2,000", "2,500");
+        save(&path, &remeasured, "acktr bench --json perf.json").unwrap();
+        let saved = read_tables(&path).unwrap();
+        assert_eq!(saved.len(), 3, "a re-measured table replaces its old copy");
+        assert_eq!(saved[0].rows[1], ["native", "A2C", "2,500"]);
+        let other =
+            "## MLP\n\n| backend | algo | update |\n|---|---|---|\n| native | ACKTR | 1 ms |\n";
+        save(&path, other, "acktr bench").unwrap();
+        assert_eq!(
+            read_tables(&path).unwrap().len(),
+            4,
+            "another header is another table"
+        );
+        assert!(save(&path, "no table here\n", "x").is_err());
         let page = report(&path).unwrap();
-        assert!(page.contains("| native | A2C | 2,000 |\n"), "{page}");
+        assert!(page.contains("| native | A2C | 2,500 |\n"), "{page}");
         assert!(page.contains("`acktr bench --json perf.json`"), "{page}");
+    }
+
+    #[test]
+    fn criterion_estimates_become_one_table_per_set_of_benchmarks() {
+        let dir = tempfile::tempdir().unwrap();
+        let put = |group: &str, function: &str, ns: f64| {
+            let d = dir
+                .path()
+                .join(group)
+                .join(function.replace(':', "_"))
+                .join("new");
+            std::fs::create_dir_all(&d).unwrap();
+            let id = serde_json::json!({"group_id": group, "function_id": function});
+            let ci = serde_json::json!({"lower_bound": ns * 0.9, "upper_bound": ns * 1.1});
+            let est =
+                serde_json::json!({"median": {"point_estimate": ns, "confidence_interval": ci}});
+            std::fs::write(d.join("benchmark.json"), id.to_string()).unwrap();
+            std::fs::write(d.join("estimates.json"), est.to_string()).unwrap();
+        };
+        put("4-32-32", "precondition", 3_210.0);
+        put("4-32-32", "update", 32_000.0);
+        put("4-64-64", "precondition", 15_500.0);
+        put("4-64-64", "update", 129_000.0);
+        put("33x33 factor", "LDLt::factorize", 850.0);
+        let md = criterion_report(dir.path()).unwrap();
+        let t = tables_of(&md, "d", "c", "cargo bench");
+        assert_eq!(t.len(), 2, "{md}");
+        let pieces = t.iter().find(|t| t.header.len() == 3).unwrap();
+        assert!(pieces.header[1].starts_with("4-32-32") && pieces.header[2].starts_with("4-64-64"));
+        assert_eq!(
+            pieces.rows[0],
+            [
+                "precondition",
+                "3.21 µs [2.89 µs – 3.53 µs]",
+                "15.5 µs [13.9 µs – 17.1 µs]"
+            ]
+        );
+        assert_eq!(pieces.rows[1][2], "129 µs [116 µs – 142 µs]");
+        let ldl = t.iter().find(|t| t.header.len() == 2).unwrap();
+        assert_eq!(ldl.rows[0], ["LDLt::factorize", "850 ns [765 ns – 935 ns]"]);
+        assert!(criterion_report(&dir.path().join("missing")).is_err());
     }
 }

@@ -150,6 +150,23 @@ fn run(cli: Cli, given: &[String]) -> anyhow::Result<()> {
                 print!("{}", crate::bench::report(path)?);
                 return Ok(());
             }
+            if let (Some(file), Some(json)) = (&args.import, &args.json) {
+                let text = std::fs::read_to_string(file)
+                    .map_err(|e| crate::error::HostError::io(file, e))?;
+                let command = args.command.as_deref().unwrap_or_default();
+                crate::bench::save(json, &text, command)?;
+                return Ok(());
+            }
+            if let (Some(dir), Some(json)) = (&args.criterion, &args.json) {
+                let tables = crate::bench::criterion_report(dir)?;
+                print!("{tables}");
+                let command = args
+                    .command
+                    .as_deref()
+                    .unwrap_or("cargo bench -p acktr-core --features std");
+                crate::bench::save(json, &tables, command)?;
+                return Ok(());
+            }
             let report = crate::bench::bench(&args)?;
             print!("{report}");
             if let Some(path) = &args.json {
@@ -198,9 +215,10 @@ pub fn sibling_of_current_exe(name: &str) -> Option<PathBuf> {
 /// Commands the lean binary hands over before running anything, when `acktr-torch` exists:
 /// `bench`, whose libtorch rows and tables only `acktr-torch` can add.
 fn wants_torch_up_front(cli: &Cli) -> bool {
-    // `--report` measures nothing; the data-parallel table is native only (and
-    // `acktr-torch` may be built without MPI).
-    matches!(&cli.cmd, Command::Bench(b) if b.report.is_none() && b.mpi_ranks.is_empty() && !b.mpi_worker)
+    // `--report`, `--import` and `--criterion` measure nothing; the data-parallel table is
+    // native only (and `acktr-torch` may be built without MPI).
+    matches!(&cli.cmd, Command::Bench(b) if b.report.is_none() && b.import.is_none()
+        && b.criterion.is_none() && b.mpi_ranks.is_empty() && !b.mpi_worker)
 }
 
 /// Replace this process with `acktr-torch` (same folder, same arguments). Returns only on
