@@ -464,6 +464,10 @@ pub struct ReportArgs {
     /// Folder for the figures (one PNG per environment).
     #[arg(long)]
     pub img: PathBuf,
+    /// A Markdown file of notes by environment (`## ENV` sections: the reason of an exception,
+    /// what was tried), each inserted under that environment's verdict.
+    #[arg(long)]
+    pub notes: Option<PathBuf>,
 }
 
 /// Run `acktr benchmark …` (what the CLI calls).
@@ -1496,6 +1500,123 @@ fn median_band(label: String, curves: &[Vec<(f64, f64)>]) -> Band {
 
 /// Write the results page `args.out` and one PNG per environment into `args.img` from the
 /// CSVs `args.csv`; `command` is named in the page's header. Returns the PNGs written.
+/// One algorithm's medians on one environment, for the verdicts.
+struct AlgoMedians {
+    algo: String,
+    /// Median env steps to the threshold (`None`: not reached in the median, or no threshold).
+    steps: Option<f64>,
+    /// Runs (seeds).
+    runs: usize,
+    /// Median last-100 training mean at the budget.
+    last100: Option<f64>,
+}
+
+/// ACKTR's standing on one environment: a paragraph and the two summary cells.
+struct Verdict {
+    text: String,
+    steps_cell: String,
+    peer_cell: String,
+}
+
+/// Compare `acktr` with our `a2c` (env steps to the threshold; the paper's claim is a ratio
+/// ≤ ½) and with the best peer (last-100 training mean at the budget).
+fn verdict(medians: &[AlgoMedians], has_threshold: bool) -> Verdict {
+    let get = |name: &str| medians.iter().find(|m| m.algo == name);
+    let mut text = Vec::new();
+    let steps_cell = match (get("acktr"), get("a2c")) {
+        _ if !has_threshold => "— (no threshold)".to_string(),
+        (Some(a), Some(b)) => match (a.steps, b.steps) {
+            (Some(x), Some(y)) => {
+                let r = x / y;
+                let met = if r <= 0.5 { "met" } else { "not met" };
+                text.push(format!(
+                    "Env steps to the threshold, medians: acktr {} against a2c {}, a ratio of \
+                     {r:.2} (the paper's claim, ≤ 0.5: {met}).",
+                    fmt_count(x),
+                    fmt_count(y)
+                ));
+                format!("{r:.2} ({met})")
+            }
+            (Some(x), None) => {
+                text.push(format!(
+                    "Env steps to the threshold, medians: acktr {}; a2c does not reach it in \
+                     the median (the paper's claim, ≤ 0.5: met).",
+                    fmt_count(x)
+                ));
+                "a2c not reached (met)".into()
+            }
+            (None, Some(y)) => {
+                text.push(format!(
+                    "Env steps to the threshold, medians: acktr does not reach it in the \
+                     median, a2c at {} (the paper's claim, ≤ 0.5: not met).",
+                    fmt_count(y)
+                ));
+                "acktr not reached (not met)".into()
+            }
+            (None, None) => {
+                let at_budget = match (a.last100, b.last100) {
+                    (Some(x), Some(y)) => format!(
+                        "; at the budget, last-100 training means acktr {x:.2} and a2c {y:.2}"
+                    ),
+                    _ => String::new(),
+                };
+                text.push(format!(
+                    "Neither acktr nor a2c reaches the threshold in the median: no ratio{at_budget}."
+                ));
+                "neither reached".into()
+            }
+        },
+        (Some(_), None) => "— (no a2c runs)".into(),
+        _ => "— (no acktr runs)".into(),
+    };
+    let best_peer = medians
+        .iter()
+        .filter(|m| Algo::parse(&m.algo).is_some_and(Algo::is_peer))
+        .filter_map(|m| Some((m, m.last100?)))
+        .max_by(|a, b| a.1.total_cmp(&b.1));
+    let peer_cell = match (get("acktr").and_then(|a| a.last100), best_peer) {
+        (Some(x), Some((p, y))) => {
+            let pct = (x - y) / y.abs().max(f64::MIN_POSITIVE) * 100.0;
+            let (word, mag) = if pct >= 0.0 {
+                ("ahead by", pct)
+            } else {
+                ("short by", -pct)
+            };
+            text.push(format!(
+                "Last-100 training mean at the budget, medians: acktr {x:.2} against the best \
+                 peer, {} ({} run{}), {y:.2}: acktr is {word} {mag:.0}%.",
+                p.algo,
+                p.runs,
+                if p.runs == 1 { "" } else { "s" }
+            ));
+            format!("{x:.2} against {} {y:.2}: {word} {mag:.0}%", p.algo)
+        }
+        _ => "— (no peer runs)".into(),
+    };
+    Verdict {
+        text: text.join(" "),
+        steps_cell,
+        peer_cell,
+    }
+}
+
+/// `## ENV` sections of a notes file, by environment id.
+fn notes_by_env(text: &str) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        if let Some(env) = line.strip_prefix("## ") {
+            current = Some(env.trim().to_string());
+            out.entry(env.trim().to_string()).or_default();
+        } else if let Some(env) = &current {
+            let e = out.entry(env.clone()).or_default();
+            e.push_str(line);
+            e.push('\n');
+        }
+    }
+    out
+}
+
 pub fn report(args: &ReportArgs, command: &str) -> Result<Vec<PathBuf>> {
     let runs = read_runs(&args.csv)?;
     if runs.is_empty() {
@@ -1566,8 +1687,21 @@ pub fn report(args: &ReportArgs, command: &str) -> Result<Vec<PathBuf>> {
          a min–max band, over the env steps all seeds cover.\n\n",
     );
 
+    let notes = match &args.notes {
+        Some(path) => notes_by_env(&fs::read_to_string(path).map_err(io_err(path))?),
+        None => BTreeMap::new(),
+    };
+    if let Some(env) = notes.keys().find(|e| !envs.contains(e)) {
+        return Err(BenchmarkError::Usage(format!(
+            "the notes have a section for {env}, which has no runs in the CSVs"
+        )));
+    }
+    let mut summary = String::new();
+    let mut body = String::new();
     let mut pngs = Vec::new();
     for env in &envs {
+        let md = &mut body;
+        let mut medians: Vec<AlgoMedians> = Vec::new();
         let spec = env_spec(env);
         let window = spec.map_or(FINAL_WINDOW, |s| s.window);
         let threshold = spec.and_then(|s| s.threshold);
@@ -1660,6 +1794,12 @@ pub fn report(args: &ReportArgs, command: &str) -> Result<Vec<PathBuf>> {
             // mislead, so such runs are left out of that column's spread.
             let finals: Vec<Option<f64>> =
                 final_mean.iter().copied().filter(Option::is_some).collect();
+            medians.push(AlgoMedians {
+                algo: (*algo).to_string(),
+                steps: threshold.and_then(|_| spread(&field(|r| r.env_steps as f64))?.median),
+                runs: these.len(),
+                last100: spread(&finals).and_then(|s| s.median),
+            });
             md.push_str(&format!(
                 "| {algo} | {} | {reached_cell} | {steps_cell} | {eps_cell} | {wall_cell} | {} | {} | {} |\n",
                 these.len(),
@@ -1690,12 +1830,34 @@ pub fn report(args: &ReportArgs, command: &str) -> Result<Vec<PathBuf>> {
             &format!("return (mean of the last {window} training episodes)"),
             &PlotOptions::default(),
         )?;
+        let v = verdict(&medians, threshold.is_some());
+        if !v.text.is_empty() {
+            md.push_str(&format!("\n{}\n", v.text));
+        }
+        if let Some(n) = notes.get(env) {
+            md.push_str(&format!("\n{}\n", n.trim()));
+        }
         md.push_str(&format!(
             "\n![{env}: return against env steps]({})\n\n",
             relative(&out_dir, &png).display()
         ));
+        if medians.iter().any(|m| m.algo == "acktr") {
+            summary.push_str(&format!("| {env} | {} | {} |\n", v.steps_cell, v.peer_cell));
+        }
         pngs.push(png);
     }
+    if !summary.is_empty() {
+        md.push_str(
+            "## Summary\n\nACKTR (`acktr`, the default preset) against our A2C on the same nets \
+         (the paper's claim: at most half the env steps to the threshold) and against the best \
+         of the peers run here at the budget (medians over seeds; details under each \
+         environment).\n\n| environment | env steps to threshold, acktr / a2c | last-100 \
+         training mean at budget, acktr against the best peer |\n|---|---|---|\n",
+        );
+        md.push_str(&summary);
+        md.push('\n');
+    }
+    md.push_str(&body);
     crate::run::checkpoint::write_atomic(&args.out, md.as_bytes())?;
     Ok(pngs)
 }

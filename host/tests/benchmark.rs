@@ -479,8 +479,17 @@ fn report_medians_match_a_hand_made_csv() {
     for (s, eps) in a2c.iter().enumerate() {
         text.push_str(&csv_block("a2c", s as u64, eps, 100.0));
     }
+    // One peer run, for the verdict against the best peer.
+    let ppo = fake_episodes(150, 30, 20);
+    text.push_str(&csv_block("sb3-ppo", 0, &ppo, 300.0));
     let csv = t.path().join("hand.csv");
     fs::write(&csv, text).expect("write");
+    let notes = t.path().join("notes.md");
+    fs::write(
+        &notes,
+        "# Notes\n\n## CartPole-v1\n\nA hand-written note about CartPole.\n",
+    )
+    .expect("write");
 
     let page = t.path().join("docs").join("results.md");
     let img = t.path().join("docs").join("img");
@@ -492,10 +501,16 @@ fn report_medians_match_a_hand_made_csv() {
         page.to_str().expect("utf-8"),
         "--img",
         img.to_str().expect("utf-8"),
+        "--notes",
+        notes.to_str().expect("utf-8"),
     ]);
     ok(&o);
     let md = fs::read_to_string(&page).expect("page");
     assert!(md.contains("by `acktr benchmark report "), "{md}");
+    assert!(
+        md.contains("\nA hand-written note about CartPole.\n"),
+        "{md}"
+    );
     assert!(md.contains("Test CPU"), "the CPU model is in the header");
     let png: PathBuf = img.join("results-cartpole-v1.png");
     assert!(fs::read(&png).expect("png").starts_with(b"\x89PNG"));
@@ -543,6 +558,47 @@ fn report_medians_match_a_hand_made_csv() {
     assert!(steps_to_475(&a2c[1]).is_none());
     let acktr_row = table_row(&md, "acktr");
     close(parse_cell(acktr_row[7]).0, Some(490.0), "acktr eval median");
+
+    // The summary's verdicts, recomputed from the brute-force truths.
+    let truth = |runs: &[Vec<(f64, u64)>]| median(runs.iter().map(|e| steps_to_475(e)).collect());
+    let ratio = truth(&acktr_runs).expect("acktr reaches") / truth(&a2c).expect("a2c reaches");
+    let last100 = |e: &[(f64, u64)]| {
+        let tail: Vec<f64> = e.iter().rev().take(100).map(|x| x.0).collect();
+        tail.iter().sum::<f64>() / tail.len() as f64
+    };
+    let acktr_final =
+        median(acktr_runs.iter().map(|e| Some(last100(e))).collect()).expect("finals");
+    let ppo_final = last100(&ppo);
+    let pct = (acktr_final - ppo_final) / ppo_final * 100.0;
+    assert!(pct > 0.0, "the hand-made peer is behind acktr");
+    let summary = table_row(&md, "CartPole-v1");
+    let met = if ratio <= 0.5 { "met" } else { "not met" };
+    assert_eq!(summary[1], format!("{ratio:.2} ({met})"), "{md}");
+    assert_eq!(
+        summary[2],
+        format!("{acktr_final:.2} against sb3-ppo {ppo_final:.2}: ahead by {pct:.0}%"),
+        "{md}"
+    );
+
+    // A note for an environment without runs is an error, not silently dropped.
+    fs::write(&notes, "## Nope-v0\n\ntext\n").expect("write");
+    let o = acktr(&[
+        "benchmark",
+        "report",
+        csv.to_str().expect("utf-8"),
+        "--out",
+        page.to_str().expect("utf-8"),
+        "--img",
+        img.to_str().expect("utf-8"),
+        "--notes",
+        notes.to_str().expect("utf-8"),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Nope-v0"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 /// The three peers on CartPole-v1 (2,000 steps, one seed) through the benchmark; only with
