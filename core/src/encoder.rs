@@ -206,12 +206,16 @@ impl<const OBS: usize> Encoder<OBS, OBS> for Identity {
 /// HWC: `o[(r·W + q)·C + c]`). Every size relation is checked at compile time.
 ///
 /// A conv actor-critic for MinAtar Breakout (10×10×4, channel-last), 8 filters 4×4 at stride 2
-/// (4×4 outputs that read every cell, 128 features), one 32-unit trunk:
+/// (4×4 outputs that read every cell, 128 features), one 32-unit trunk, and the bytes its
+/// training state takes:
 /// ```
-/// use acktr_core::{ActorCritic, ConvEncoder};
+/// use acktr_core::{ActorCritic, ConvEncoder, Learner};
 /// type Enc = ConvEncoder<4, 8, 4, 2, 64, 10, 10, 4, 4, true>;
 /// type Net = ActorCritic<128, 32, 3, 1, 400, Enc>;
+/// type Learn = Learner<128, 32, 3, 1, 400, Enc>;
 /// assert_eq!(Net::num_params(), 8 * 65 + 32 * 129 + 32 * 33 + 3 * 33 + 33 + 3);
+/// // Everything is inline: the learner's size is a constant a firmware crate checks.
+/// const _: () = assert!(core::mem::size_of::<Learn>() < 512 * 1024, "over the RAM budget");
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ConvEncoder<

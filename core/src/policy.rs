@@ -568,6 +568,20 @@ impl<
         }
     }
 
+    /// [`ActorCritic::backward_obs`] for a block: `dx = Σ_t W1_tᵀ g1_t` (overwritten), the
+    /// gradient at the encoder's output, trunks in order.
+    #[inline]
+    pub(crate) fn backward_features_block<const B: usize>(
+        &self,
+        b: &BackwardBlock<H, P, T, B>,
+        dx: &mut [[f32; B]; OBS],
+    ) {
+        dx.iter_mut().for_each(|r| *r = [0.0; B]);
+        for (tr, g1) in self.trunks.iter().zip(&b.g1) {
+            tr.l1.backward_input_block(g1, dx);
+        }
+    }
+
     /// All parameters as flat slices, in a fixed order (trunks, policy, value, log-std, then
     /// the encoder's [`Encoder::slices`]).
     pub fn param_slices(&self) -> HVec<&[f32], MAX_SLICES> {
