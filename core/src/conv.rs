@@ -451,6 +451,13 @@ impl<const N: usize, const F: usize> ConvCurvature<N, F> {
         self.s.visit_mut(&mut f);
     }
 
+    /// Visit the statistics `Ā`, `S` (not their decompositions), in a fixed order: what a
+    /// data-parallel update sums over ranks.
+    pub fn visit_statistics_mut(&mut self, f: &mut dyn FnMut(&mut [f32])) {
+        self.a.visit_statistics_mut(f);
+        self.s.visit_statistics_mut(f);
+    }
+
     /// Declare whether the stored decompositions are valid (after restoring a checkpoint); on
     /// hosts, declaring them valid rebuilds the explicit inverses from them.
     pub fn set_factorized(&mut self, factorized: bool) {

@@ -27,6 +27,7 @@
 //! the decomposition, and [`Curvature::set_factorized`] rebuilds them on restore.
 
 use crate::dense::{axpy, dot};
+use crate::encoder::{Encoder, EncoderCurvature};
 use crate::Error;
 
 /// Smallest pivot `D_i` accepted as positive.
@@ -1158,12 +1159,21 @@ fn s_solve_cols<
     }
 }
 
-/// All Kronecker factors of an [`ActorCritic`](crate::ActorCritic)`<OBS, H, P, T>`.
+/// All Kronecker factors of an [`ActorCritic`](crate::ActorCritic)`<OBS, H, P, T, IN, E>`:
+/// the dense layers', then the encoder's ([`Encoder::Curvature`], nothing for the default
+/// [`Identity`](crate::Identity)).
 ///
 /// Input factors are shared by the layers that read the same input: every trunk's first layer
 /// reads the observation (one `Ā_obs`), and with one trunk (`T = 1`) both heads read its output.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Curvature<const OBS: usize, const H: usize, const P: usize, const T: usize> {
+pub struct Curvature<
+    const OBS: usize,
+    const H: usize,
+    const P: usize,
+    const T: usize,
+    const IN: usize = OBS,
+    E: Encoder<IN, OBS> = crate::Identity,
+> {
     a_obs: InputFactor<OBS>,
     a_h1: [InputFactor<H>; T],
     a_h2: [InputFactor<H>; T],
@@ -1171,18 +1181,33 @@ pub struct Curvature<const OBS: usize, const H: usize, const P: usize, const T: 
     s2: [OutputFactor<H>; T],
     s_pi: OutputFactor<P>,
     s_v: OutputFactor<1>,
+    enc: E::Curvature,
     factorized: bool,
 }
 
-impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Default
-    for Curvature<OBS, H, P, T>
+impl<
+        const OBS: usize,
+        const H: usize,
+        const P: usize,
+        const T: usize,
+        const IN: usize,
+        E: Encoder<IN, OBS>,
+    > Default for Curvature<OBS, H, P, T, IN, E>
 {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Curvature<OBS, H, P, T> {
+impl<
+        const OBS: usize,
+        const H: usize,
+        const P: usize,
+        const T: usize,
+        const IN: usize,
+        E: Encoder<IN, OBS>,
+    > Curvature<OBS, H, P, T, IN, E>
+{
     /// Empty statistics.
     pub const fn new() -> Self {
         Self {
@@ -1193,8 +1218,20 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Curvature
             s2: [OutputFactor::new(); T],
             s_pi: OutputFactor::new(),
             s_v: OutputFactor::new(),
+            enc: E::EMPTY_CURVATURE,
             factorized: false,
         }
+    }
+
+    /// The encoder's factors.
+    pub fn encoder(&self) -> &E::Curvature {
+        &self.enc
+    }
+
+    /// Mutable [`Curvature::encoder`]: the [`Learner`](crate::Learner) adds the encoder's
+    /// statistics with [`Encoder::observe`].
+    pub(crate) fn encoder_mut(&mut self) -> &mut E::Curvature {
+        &mut self.enc
     }
 
     /// `Ā` of the observation (read by every trunk's first layer).
@@ -1248,6 +1285,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Curvature
         }
         self.s_pi.visit_mut(&mut f);
         self.s_v.visit_mut(&mut f);
+        self.enc.visit_mut(&mut f);
     }
 
     /// Visit the statistics of every factor (not their decompositions), in a fixed order:
@@ -1262,12 +1300,14 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Curvature
         }
         self.s_pi.visit_statistics_mut(f);
         self.s_v.visit_statistics_mut(f);
+        self.enc.visit_statistics_mut(f);
     }
 
     /// Declare whether the stored decompositions are valid (after restoring a checkpoint).
     /// On hosts, declaring them valid rebuilds the explicit inverses from them.
     pub fn set_factorized(&mut self, factorized: bool) {
         self.factorized = factorized;
+        self.enc.set_factorized(factorized);
         #[cfg(not(target_os = "none"))]
         if factorized {
             self.a_obs.invert();
@@ -1293,10 +1333,12 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Curvature
         }
         self.s_pi.scale(rho);
         self.s_v.scale(rho);
+        self.enc.scale(rho);
     }
 
     /// Add one sample with weight `w`: its layer inputs from `f`, its Fisher-loss
-    /// pre-activation gradients from `g`.
+    /// pre-activation gradients from `g` (the dense layers' factors; the encoder's take
+    /// [`Encoder::observe`]).
     #[inline]
     pub fn observe(
         &mut self,
@@ -1355,6 +1397,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Curvature
             })
             && self.s_pi.is_finite()
             && self.s_v.is_finite()
+            && self.enc.is_finite()
     }
 
     /// Decompose every damped factor (see the module docs for the damping).
@@ -1397,14 +1440,20 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Curvature
             self.a_h2[T - 1].factorize(da)?;
             self.s_v.factorize(ds)?;
         }
+        // The encoder's pair, with its own damping split.
+        self.enc.factorize(damping)?;
         self.factorized = true;
         Ok(())
     }
 
-    /// Natural gradient of every dense layer in `grad`, in place; returns the layers' share of
-    /// `gᵀ F̂_d⁻¹ g`. The Gaussian log-std is not touched here (its Fisher block is exact and
-    /// diagonal; the optimizer handles it). Requires [`Curvature::factorize`] to have succeeded.
-    pub fn precondition(&self, grad: &mut crate::ActorCritic<OBS, H, P, T>) -> Result<f32, Error> {
+    /// Natural gradient of every dense layer and of the encoder in `grad`, in place; returns
+    /// their share of `gᵀ F̂_d⁻¹ g`. The Gaussian log-std is not touched here (its Fisher block
+    /// is exact and diagonal; the optimizer handles it). Requires [`Curvature::factorize`] to
+    /// have succeeded.
+    pub fn precondition(
+        &self,
+        grad: &mut crate::ActorCritic<OBS, H, P, T, IN, E>,
+    ) -> Result<f32, Error> {
         let [qa, qc] = self.precondition_parts(grad, [true, true])?;
         Ok(qa + qc)
     }
@@ -1412,11 +1461,11 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Curvature
     /// [`Curvature::precondition`] with the quadratic form split as `[q_π, q_v]`: the actor's
     /// blocks (trunk 0 and the policy head; with a shared trunk, the trunk too) and the
     /// critic's (trunk 1 of separate trunks, and the value head). A part whose entry of
-    /// `parts = [actor, critic]` is false is left as it is, its `q` 0 (a shared trunk counts
-    /// as the actor's).
+    /// `parts = [actor, critic]` is false is left as it is, its `q` 0 (a shared trunk and the
+    /// encoder count as the actor's: `q_π` ends with the encoder's `gᵀ(Ā_d ⊗ S_d)⁻¹g`).
     pub fn precondition_parts(
         &self,
-        grad: &mut crate::ActorCritic<OBS, H, P, T>,
+        grad: &mut crate::ActorCritic<OBS, H, P, T, IN, E>,
         parts: [bool; 2],
     ) -> Result<[f32; 2], Error> {
         if !self.factorized {
@@ -1440,6 +1489,9 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Curvature
         }
         if parts[1] {
             q[1] += precondition(&self.a_h2[T - 1], &self.s_v, &mut grad.v.w, &mut grad.v.b);
+        }
+        if E::TRAINABLE && parts[0] {
+            q[0] += E::precondition(&self.enc, &mut grad.encoder)?;
         }
         Ok(q)
     }

@@ -13,6 +13,7 @@ use rand_core::RngCore;
 use crate::collective::{Collective, SingleProcess};
 use crate::config::{Config, Optimizer};
 use crate::dense::Activation;
+use crate::encoder::{Encoder, Identity};
 use crate::head::{standard_normal, HeadKind};
 use crate::kfac::Curvature;
 use crate::policy::{ActorCritic, Backward, BackwardBlock, Forward, ForwardBlock};
@@ -88,75 +89,164 @@ fn advantage_standardiser<const OBS: usize, const P: usize>(
 }
 
 /// Whether `forwards` holds `⌈len/B⌉` blocks whose inputs are, bit for bit, the steps'
-/// observations (see [`Learner::update_steps_with_forwards`]).
+/// observations, or with a trainable encoder the encoder's outputs of them under `net`'s
+/// weights (see [`Learner::update_steps_with_forwards`]).
 fn forwards_match<
     const OBS: usize,
     const H: usize,
     const P: usize,
     const T: usize,
+    const IN: usize,
+    Enc: Encoder<IN, OBS>,
     const B: usize,
 >(
-    steps: &[Step<OBS, P>],
+    net: &ActorCritic<OBS, H, P, T, IN, Enc>,
+    steps: &[Step<IN, P>],
     forwards: &[ForwardBlock<OBS, H, P, T, B>],
 ) -> bool {
     B > 0
         && forwards.len() == steps.len().div_ceil(B)
-        && steps.iter().enumerate().all(|(i, s)| {
-            let x = &forwards[i / B].x;
+        && if Enc::TRAINABLE {
+            encoded_match(net, steps, forwards)
+        } else {
+            steps.iter().enumerate().all(|(i, s)| {
+                let x = &forwards[i / B].x;
+                x.iter()
+                    .zip(&s.obs)
+                    .all(|(row, o)| row[i % B].to_bits() == o.to_bits())
+            })
+        }
+}
+
+/// [`forwards_match`] for a trainable encoder: its outputs recomputed block by block.
+#[inline(never)]
+fn encoded_match<
+    const OBS: usize,
+    const H: usize,
+    const P: usize,
+    const T: usize,
+    const IN: usize,
+    Enc: Encoder<IN, OBS>,
+    const B: usize,
+>(
+    net: &ActorCritic<OBS, H, P, T, IN, Enc>,
+    steps: &[Step<IN, P>],
+    forwards: &[ForwardBlock<OBS, H, P, T, B>],
+) -> bool {
+    let mut lanes = Enc::lanes::<B>();
+    let mut x = [[0.0f32; B]; OBS];
+    steps.chunks(B).zip(forwards).all(|(chunk, f)| {
+        for (b, s) in chunk.iter().enumerate() {
+            Enc::load(&mut lanes, &mut x, b, &s.obs);
+        }
+        net.encode_block(&lanes, &mut x);
+        (0..chunk.len()).all(|b| {
             x.iter()
-                .zip(&s.obs)
-                .all(|(row, o)| row[i % B].to_bits() == o.to_bits())
+                .zip(&f.x)
+                .all(|(r, g)| r[b].to_bits() == g[b].to_bits())
         })
+    })
 }
 
 /// Multiply the actor's parameters (trunk 0, the policy head, the log-std) or the critic's
 /// (trunk `T − 1`, the value head) by `r`; for separate trunks
 /// ([`ActorCritic::is_critic_slice`] draws the line).
-fn scale_part<const OBS: usize, const H: usize, const P: usize, const T: usize>(
-    g: &mut ActorCritic<OBS, H, P, T>,
+fn scale_part<
+    const OBS: usize,
+    const H: usize,
+    const P: usize,
+    const T: usize,
+    const IN: usize,
+    Enc: Encoder<IN, OBS>,
+>(
+    g: &mut ActorCritic<OBS, H, P, T, IN, Enc>,
     critic: bool,
     r: f32,
 ) {
     for (i, s) in g.param_slices_mut().into_iter().enumerate() {
-        if ActorCritic::<OBS, H, P, T>::is_critic_slice(i) == critic {
+        if ActorCritic::<OBS, H, P, T, IN, Enc>::is_critic_slice(i) == critic {
             s.iter_mut().for_each(|x| *x *= r);
         }
     }
 }
 
 /// `g_vᵀg_v` over the critic's parameters of `g` (the Euclidean critic's quadratic form).
-fn critic_square_norm<const OBS: usize, const H: usize, const P: usize, const T: usize>(
-    g: &ActorCritic<OBS, H, P, T>,
+fn critic_square_norm<
+    const OBS: usize,
+    const H: usize,
+    const P: usize,
+    const T: usize,
+    const IN: usize,
+    Enc: Encoder<IN, OBS>,
+>(
+    g: &ActorCritic<OBS, H, P, T, IN, Enc>,
 ) -> f32 {
     g.param_slices()
         .iter()
         .enumerate()
-        .filter(|(i, _)| ActorCritic::<OBS, H, P, T>::is_critic_slice(*i))
+        .filter(|(i, _)| ActorCritic::<OBS, H, P, T, IN, Enc>::is_critic_slice(*i))
         .map(|(_, s)| s.iter().map(|x| x * x).sum::<f32>())
         .sum()
 }
 
 /// Everything training needs: the policy, its gradient and momentum buffers, the curvature.
+///
+/// Generic over the network's [`Encoder`] `E` of the observation (`IN` numbers) into the
+/// trunks' input (`OBS`); with the default [`Identity`] (`Learner<OBS, H, P, T>`) it is the MLP
+/// learner. A trainable encoder ([`ConvEncoder`](crate::ConvEncoder)) is trained with the rest:
+/// its gradient is backpropagated from the trunks, its Kronecker factors
+/// ([`ConvCurvature`](crate::ConvCurvature)) take the same sampled Fisher loss, it is
+/// preconditioned with them, its `ΔθᵀF̂Δθ` counts in the actor's part of the trust region, and
+/// it moves with the same momentum step. Every entry point (per block, with stored forward
+/// passes, data-parallel) supports it; `vf_kl_clip > 0` (and so `vf_iters > 1`) is refused
+/// with it by [`Learner::new`], [`Learner::set_config`], [`Learner::reset`] and the update
+/// ([`Error::ConfigInvalid`]; see the [`Encoder`] docs).
+///
+/// Every buffer is inline, so `size_of::<Learner<…>>()` is the whole training state, a
+/// constant a firmware crate can check against its RAM at compile time:
+/// ```
+/// use acktr_core::{ConvEncoder, Learner};
+/// // MinAtar Breakout (10×10×4, channel-last): 8 filters 4×4 at stride 2 → 8×4×4 = 128
+/// // features, one 32-unit trunk, 3 actions.
+/// type Learn = Learner<128, 32, 3, 1, 400, ConvEncoder<4, 8, 4, 2, 64, 10, 10, 4, 4, true>>;
+/// const BYTES: usize = core::mem::size_of::<Learn>();
+/// const _: () = assert!(BYTES <= 320 * 1024, "the learner does not fit the RAM budget");
+/// ```
 #[derive(Clone, Debug)]
-pub struct Learner<const OBS: usize, const H: usize, const P: usize, const T: usize> {
+pub struct Learner<
+    const OBS: usize,
+    const H: usize,
+    const P: usize,
+    const T: usize,
+    const IN: usize = OBS,
+    E: Encoder<IN, OBS> = Identity,
+> {
     config: Config,
     /// The policy being trained.
-    pub net: ActorCritic<OBS, H, P, T>,
-    grad: ActorCritic<OBS, H, P, T>,
-    velocity: ActorCritic<OBS, H, P, T>,
-    curvature: Curvature<OBS, H, P, T>,
+    pub net: ActorCritic<OBS, H, P, T, IN, E>,
+    grad: ActorCritic<OBS, H, P, T, IN, E>,
+    velocity: ActorCritic<OBS, H, P, T, IN, E>,
+    curvature: Curvature<OBS, H, P, T, IN, E>,
     updates: u32,
     /// The scale on `η_max` that `target_kl` adapts (1 otherwise).
     eta_scale: f32,
 }
 
-impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<OBS, H, P, T> {
+impl<
+        const OBS: usize,
+        const H: usize,
+        const P: usize,
+        const T: usize,
+        const IN: usize,
+        Enc: Encoder<IN, OBS>,
+    > Learner<OBS, H, P, T, IN, Enc>
+{
     /// Samples per block in [`Learner::update_steps`]: small, for a microcontroller's stack.
     pub const BLOCK: usize = BLOCK;
 
     /// A learner for `net`; fails if `config` is out of range.
-    pub fn new(config: Config, net: ActorCritic<OBS, H, P, T>) -> Result<Self, Error> {
-        config.validate()?;
+    pub fn new(config: Config, net: ActorCritic<OBS, H, P, T, IN, Enc>) -> Result<Self, Error> {
+        Self::validate(&config)?;
         let zeros = ActorCritic::zeros(net.activation, net.head);
         Ok(Self {
             config,
@@ -188,7 +278,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
     /// Start training afresh from the current weights, in place: new settings, zero momentum,
     /// empty curvature statistics, update count 0.
     pub fn reset(&mut self, config: Config) -> Result<(), Error> {
-        config.validate()?;
+        Self::validate(&config)?;
         self.config = config;
         self.grad.map_mut(|g| *g = 0.0);
         self.velocity.map_mut(|u| *u = 0.0);
@@ -200,6 +290,18 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
         Ok(())
     }
 
+    /// [`Config::validate`], and no `vf_kl_clip` with a trainable encoder: it feeds the critic
+    /// too, so a critic trust region apart from the actor's would not bound the value's change.
+    fn validate(config: &Config) -> Result<(), Error> {
+        config.validate()?;
+        if Enc::TRAINABLE && config.vf_kl_clip > 0.0 {
+            return Err(Error::ConfigInvalid(
+                "vf_kl_clip must be 0 with a trainable encoder (it feeds the critic too)",
+            ));
+        }
+        Ok(())
+    }
+
     /// The settings.
     pub fn config(&self) -> &Config {
         &self.config
@@ -207,7 +309,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
 
     /// Change the settings between updates (e.g. a learning-rate schedule on `eta_max`).
     pub fn set_config(&mut self, config: Config) -> Result<(), Error> {
-        config.validate()?;
+        Self::validate(&config)?;
         self.config = config;
         Ok(())
     }
@@ -239,7 +341,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
     }
 
     /// The Kronecker factors.
-    pub fn curvature(&self) -> &Curvature<OBS, H, P, T> {
+    pub fn curvature(&self) -> &Curvature<OBS, H, P, T, IN, Enc> {
         &self.curvature
     }
 
@@ -247,7 +349,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
     /// clipped gradient for a first-order one), before `η` and momentum; with `vf_kl_clip` its
     /// critic part is scaled by `η_v/η`. Scratch: after an update with `target_kl` or
     /// `vf_iters > 1`, or a failed one, it holds other numbers.
-    pub fn direction(&self) -> &ActorCritic<OBS, H, P, T> {
+    pub fn direction(&self) -> &ActorCritic<OBS, H, P, T, IN, Enc> {
         &self.grad
     }
 
@@ -256,7 +358,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
     /// statistics took the batch (see docs/algorithm.md, "What a failed update leaves").
     pub fn update<const E: usize, const N: usize>(
         &mut self,
-        rollout: &Rollout<OBS, P, E, N>,
+        rollout: &Rollout<IN, P, E, N>,
         rng: &mut impl RngCore,
     ) -> Result<UpdateStats, Error> {
         self.update_steps(rollout.steps().as_flattened(), rng)
@@ -266,7 +368,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
     /// filled (e.g. a host's run-time sized rollout).
     pub fn update_steps(
         &mut self,
-        steps: &[Step<OBS, P>],
+        steps: &[Step<IN, P>],
         rng: &mut impl RngCore,
     ) -> Result<UpdateStats, Error> {
         self.update_steps_in_blocks::<BLOCK>(steps, rng)
@@ -277,7 +379,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
     /// the same, bit for bit, for every `B ≥ 1`: only speed and stack use depend on it.
     pub fn update_steps_in_blocks<const B: usize>(
         &mut self,
-        steps: &[Step<OBS, P>],
+        steps: &[Step<IN, P>],
         rng: &mut impl RngCore,
     ) -> Result<UpdateStats, Error> {
         self.update_from::<B>(steps, None, rng, &mut SingleProcess)
@@ -285,17 +387,19 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
 
     /// [`Learner::update_steps_in_blocks`] without its forward passes: `forwards[k]` holds
     /// [`ActorCritic::forward_block`] of `self.net` on `steps[kB..(k+1)B]` (lane `j` on step
-    /// `kB + j`; a short last block leaves its other lanes unread), computed since the last
+    /// `kB + j`; a short last block leaves its other lanes unread; with a trainable encoder
+    /// its inputs `x` are [`ActorCritic::encode_block`]'s outputs), computed since the last
     /// update — typically while acting in the rollout, with the same weights. The weights after
     /// the update are the same, bit for bit, as without them; the update skips one forward
     /// pass per sample (and the statistics' pass gathers its lanes instead of recomputing).
     ///
     /// Errors with [`Error::UpdateForwardMismatch`] (nothing changed) unless there are
-    /// `⌈len/B⌉` blocks whose inputs are, bit for bit, the steps' observations. That the
+    /// `⌈len/B⌉` blocks whose inputs are, bit for bit, the steps' observations (with a
+    /// trainable encoder: its outputs of them, recomputed here). That the
     /// weights are those of the forward passes is the caller's promise.
     pub fn update_steps_with_forwards<const B: usize>(
         &mut self,
-        steps: &[Step<OBS, P>],
+        steps: &[Step<IN, P>],
         forwards: &[ForwardBlock<OBS, H, P, T, B>],
         rng: &mut impl RngCore,
     ) -> Result<UpdateStats, Error> {
@@ -316,7 +420,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
     /// single-process update.
     pub fn update_data_parallel<const B: usize>(
         &mut self,
-        steps: &[Step<OBS, P>],
+        steps: &[Step<IN, P>],
         forwards: Option<&[ForwardBlock<OBS, H, P, T, B>]>,
         rng: &mut impl RngCore,
         coll: &mut dyn Collective,
@@ -326,7 +430,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
 
     fn update_from<const B: usize>(
         &mut self,
-        steps: &[Step<OBS, P>],
+        steps: &[Step<IN, P>],
         forwards: Option<&[ForwardBlock<OBS, H, P, T, B>]>,
         rng: &mut impl RngCore,
         coll: &mut dyn Collective,
@@ -338,7 +442,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
         let stride = cfg.stat_stride.max(1) as usize;
         let mut batch = [
             f64::from(u8::from(
-                forwards.is_some_and(|f| !forwards_match(steps, f)),
+                forwards.is_some_and(|f| !forwards_match(&self.net, steps, f)),
             )),
             f64::from(u8::from(steps.is_empty())),
             f64::from(u8::from(!steps.iter().all(|s| s.is_finite()))),
@@ -352,7 +456,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
         if mismatch > 0.0 {
             return Err(Error::UpdateForwardMismatch);
         }
-        cfg.validate()?;
+        Self::validate(&cfg)?;
         if cfg.vf_kl_clip > 0.0 && T != 2 {
             return Err(Error::ConfigInvalid(
                 "vf_kl_clip needs separate actor and critic trunks",
@@ -586,7 +690,8 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
                 (u, p - u)
             }
         };
-        let moves = |i: usize| !critic_only || ActorCritic::<OBS, H, P, T>::is_critic_slice(i);
+        let moves =
+            |i: usize| !critic_only || ActorCritic::<OBS, H, P, T, IN, Enc>::is_critic_slice(i);
         let mut bad = 0usize;
         let (net, dir, state) = (&self.net, &self.grad, &self.velocity);
         for (i, ((p, d), u)) in net
@@ -630,7 +735,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
     /// `θ_old = θ + u` (ACKTR, SGD: the step was `θ ← θ − u`) in `grad`.
     fn measured_kl<const B: usize>(
         &mut self,
-        steps: &[Step<OBS, P>],
+        steps: &[Step<IN, P>],
         forwards: Option<&[ForwardBlock<OBS, H, P, T, B>]>,
     ) -> f32 {
         let old_log_std = {
@@ -642,16 +747,19 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
         let head = self.net.head;
         let mut new = ForwardBlock::<OBS, H, P, T, B>::zeros();
         let mut old = ForwardBlock::<OBS, H, P, T, B>::zeros();
+        let mut lanes = Enc::lanes::<B>();
         let mut kl = 0.0;
         for (k, chunk) in steps.chunks(B).enumerate() {
             for (b, s) in chunk.iter().enumerate() {
-                new.set_obs(b, &s.obs);
-                old.set_obs(b, &s.obs);
+                Enc::load(&mut lanes, &mut new.x, b, &s.obs);
+                Enc::load(&mut lanes, &mut old.x, b, &s.obs);
             }
+            self.net.encode_block(&lanes, &mut new.x);
             self.net.forward_block(&mut new);
             let old = match forwards {
                 Some(f) => &f[k],
                 None => {
+                    self.grad.encode_block(&lanes, &mut old.x);
                     self.grad.forward_block(&mut old);
                     &old
                 }
@@ -680,7 +788,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
     #[inline(never)]
     fn gradient_and_statistics<const B: usize>(
         &mut self,
-        steps: &[Step<OBS, P>],
+        steps: &[Step<IN, P>],
         stride: usize,
         forwards: Option<&[ForwardBlock<OBS, H, P, T, B>]>,
         pass: Pass,
@@ -702,7 +810,10 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
         let mut fgs = [Backward::zeros(); B];
         let (mut gz_loss, mut gz_fisher) = ([[0.0f32; B]; P], [[0.0f32; B]; P]);
         let (mut gv_loss, mut gv_fisher) = ([0.0f32; B], [0.0f32; B]);
-        let mut block: [Option<&Step<OBS, P>>; B] = [None; B];
+        let mut block: [Option<&Step<IN, P>>; B] = [None; B];
+        // The encoder's observations and output gradient (nothing for `Identity`).
+        let mut lanes = Enc::lanes::<B>();
+        let act = self.net.activation;
         let mut indices = (0..steps.len()).step_by(stride);
         loop {
             let (mut n, mut first) = (0, 0);
@@ -717,7 +828,13 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
                 match forwards {
                     Some(f) if stride > 1 => fb.copy_lane(n, &f[i / B], i % B),
                     Some(_) => {}
-                    None => fb.set_obs(n, &s.obs),
+                    // `Identity` writes the trunk input `fb.x` itself.
+                    None => Enc::load(&mut lanes, &mut fb.x, n, &s.obs),
+                }
+                if Enc::TRAINABLE && forwards.is_some() {
+                    // The stored block holds the encoder's outputs; its backward needs the
+                    // observations too (a trainable encoder's `load` writes `lanes` only).
+                    Enc::load(&mut lanes, &mut fb.x, n, &s.obs);
                 }
                 n += 1;
             }
@@ -730,6 +847,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
                 Some(f) if stride == 1 => &f[first / B],
                 Some(_) => &fb,
                 None => {
+                    self.net.encode_block(&lanes, &mut fb.x);
                     self.net.forward_block_part(&mut fb, critic_only);
                     &fb
                 }
@@ -774,15 +892,31 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Learner<O
             // summed.
             fb.unpack(&mut fs);
             // One backward block serves both passes: the Fisher pass's is unpacked first.
+            // The encoder's share of each pass, from `∂L/∂x = Σ_t W1_tᵀ g1_t`: its statistics
+            // from the Fisher pass, its gradient from the loss pass (not in critic-only passes:
+            // the encoder is the actor's part, and those passes leave it as it is).
             if fisher {
                 self.net.backward_block(fb, &gz_fisher, &gv_fisher, &mut bb);
                 bb.unpack(&mut fgs);
+                if let Some(dx) = Enc::output_grad(&mut lanes) {
+                    self.net.backward_features_block(&bb, dx);
+                    let kfac = self.curvature.encoder_mut();
+                    self.net
+                        .encoder
+                        .observe(kfac, act, &lanes, &fb.x, n, w_stat);
+                }
             }
             if loss {
                 self.net
                     .backward_block_part(fb, &gz_loss, &gv_loss, &mut bb, critic_only);
                 if n < B {
                     bb.unpack(&mut lgs);
+                }
+                if !critic_only {
+                    if let Some(dx) = Enc::output_grad(&mut lanes) {
+                        self.net.backward_features_block(&bb, dx);
+                        self.grad.encoder.accumulate(act, &lanes, &fb.x, n);
+                    }
                 }
             }
             if n == B {

@@ -73,6 +73,7 @@ mod collective;
 mod config;
 mod conv;
 mod dense;
+mod encoder;
 mod error;
 mod format;
 mod head;
@@ -89,6 +90,7 @@ pub use collective::{Collective, Parts, SingleProcess};
 pub use config::{Config, Optimizer};
 pub use conv::{conv_out, Conv2d, ConvCurvature};
 pub use dense::{Activation, Dense};
+pub use encoder::{ConvEncoder, ConvLanes, Encoder, EncoderCurvature, Identity};
 pub use error::Error;
 pub use format::{
     crc32c, encoded_len, encoded_len_parts, file_len, read_header, read_policy, read_policy_into,

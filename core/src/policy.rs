@@ -5,6 +5,9 @@
 //! - `T = 2` ([`SeparateActorCritic`]): trunk 0 feeds the policy head, trunk 1 the value head
 //!   (the paper's MuJoCo layout, separate 64-64 tanh nets).
 //!
+//! An [`Encoder`] below the trunks maps the observation (`IN` numbers) to the trunks' input
+//! (`OBS`): [`Identity`] by default (`IN = OBS`), or a [`ConvEncoder`](crate::ConvEncoder).
+//!
 //! Forward keeps, per layer, the input `x` (K-FAC's `a`, before the bias 1 is appended) and the
 //! outputs; backward produces the pre-activation gradients `g = ∂L/∂s` of every layer.
 
@@ -12,6 +15,7 @@ use heapless::Vec as HVec;
 use rand_core::RngCore;
 
 use crate::dense::{Activation, Dense};
+use crate::encoder::{Encoder, Identity};
 use crate::head::HeadKind;
 
 /// Two hidden layers: `h1 = σ(W1 x + b1)`, `h2 = σ(W2 h1 + b2)`.
@@ -23,9 +27,18 @@ pub struct Trunk<const I: usize, const H: usize> {
     pub l2: Dense<H, H>,
 }
 
-/// Actor-critic with `T ∈ {1, 2}` trunks; see the module docs.
+/// Actor-critic with `T ∈ {1, 2}` trunks over an [`Encoder`] `E` of the observation; see the
+/// module docs. `OBS` is the trunks' input, `IN` the observation (`IN = OBS` for the default
+/// [`Identity`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ActorCritic<const OBS: usize, const H: usize, const P: usize, const T: usize> {
+pub struct ActorCritic<
+    const OBS: usize,
+    const H: usize,
+    const P: usize,
+    const T: usize,
+    const IN: usize = OBS,
+    E = Identity,
+> {
     /// Hidden nonlinearity (both layers of every trunk).
     pub activation: Activation,
     /// Policy distribution.
@@ -38,6 +51,8 @@ pub struct ActorCritic<const OBS: usize, const H: usize, const P: usize, const T
     pub v: Dense<H, 1>,
     /// Gaussian log-std, state independent (unused by the categorical head, stays 0).
     pub log_std: [f32; P],
+    /// The front-end from the observation to the trunks' input (the actor's part).
+    pub encoder: E,
 }
 
 /// One trunk shared by the policy and value heads.
@@ -229,10 +244,19 @@ impl<const H: usize, const P: usize, const T: usize, const B: usize> BackwardBlo
     }
 }
 
-/// Upper bound on the number of parameter slices (`4T + 5` with `T ≤ 2`).
-pub(crate) const MAX_SLICES: usize = 13;
+/// Upper bound on the number of parameter slices (`4T + 5` with `T ≤ 2`, and up to 2 of the
+/// encoder).
+pub(crate) const MAX_SLICES: usize = 15;
 
-impl<const OBS: usize, const H: usize, const P: usize, const T: usize> ActorCritic<OBS, H, P, T> {
+impl<
+        const OBS: usize,
+        const H: usize,
+        const P: usize,
+        const T: usize,
+        const IN: usize,
+        E: Encoder<IN, OBS>,
+    > ActorCritic<OBS, H, P, T, IN, E>
+{
     const VALID: () = assert!(
         (T == 1 || T == 2) && OBS > 0 && H > 0 && P > 0,
         "ActorCritic needs T = 1 (shared) or 2 (separate) trunks and non-zero sizes"
@@ -255,11 +279,12 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> ActorCrit
             pi: Dense::zeros(),
             v: Dense::zeros(),
             log_std: [0.0; P],
+            encoder: E::ZERO,
         }
     }
 
     /// Orthogonal initialisation as the reference ACKTR: hidden gain `√2`, policy head `0.01`,
-    /// value head `1`; zero biases, log-std `0`.
+    /// value head `1`; zero biases, log-std `0`; then the encoder's ([`Encoder::init`]).
     pub fn new(activation: Activation, head: HeadKind, rng: &mut impl RngCore) -> Self {
         let mut n = Self::zeros(activation, head);
         let g = core::f32::consts::SQRT_2;
@@ -269,25 +294,38 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> ActorCrit
         }
         n.pi = Dense::orthogonal(rng, 0.01);
         n.v = Dense::orthogonal(rng, 1.0);
+        n.encoder = E::init(rng);
         n
     }
 
-    /// Number of trainable scalars.
+    /// Number of trainable scalars (the encoder's included).
     pub const fn num_params() -> usize {
-        T * (H * OBS + H + H * H + H) + P * H + P + H + 1 + P
+        T * (H * OBS + H + H * H + H) + P * H + P + H + 1 + P + E::PARAMS
     }
 
-    /// Forward pass for one observation, keeping everything backward and K-FAC need:
-    /// [`ActorCritic::forward_block`] with one lane (the same numbers).
+    /// Forward pass for one observation, keeping everything backward and K-FAC need: the
+    /// encoder ([`ActorCritic::encode_block`]), then [`ActorCritic::forward_block`], with one
+    /// lane (the same numbers). `f.x` is the trunks' input (the encoder's output).
     #[inline]
-    pub fn forward(&self, obs: &[f32; OBS], f: &mut Forward<OBS, H, P, T>) {
+    pub fn forward(&self, obs: &[f32; IN], f: &mut Forward<OBS, H, P, T>) {
         let mut fb = ForwardBlock::<OBS, H, P, T, 1>::zeros();
-        fb.set_obs(0, obs);
+        let mut lanes = E::lanes::<1>();
+        E::load(&mut lanes, &mut fb.x, 0, obs);
+        self.encode_block(&lanes, &mut fb.x);
         self.forward_block(&mut fb);
         fb.unpack(core::array::from_mut(f));
     }
 
-    /// Forward pass of a block of `B` samples whose observations are in `f.x`.
+    /// The encoder's output `x[i][b]` for the observations put in `lanes` by [`Encoder::load`]
+    /// (for [`Identity`] `load` writes `x` itself and this does nothing): the trunks' input
+    /// that [`ActorCritic::forward_block`] reads from `ForwardBlock::x`.
+    #[inline]
+    pub fn encode_block<const B: usize>(&self, lanes: &E::Lanes<B>, x: &mut [[f32; B]; OBS]) {
+        self.encoder.forward_block(self.activation, lanes, x);
+    }
+
+    /// Forward pass of the trunks and heads for a block of `B` samples whose trunk inputs are
+    /// in `f.x` (the observations for [`Identity`], else [`ActorCritic::encode_block`]'s).
     #[inline]
     pub fn forward_block<const B: usize>(&self, f: &mut ForwardBlock<OBS, H, P, T, B>) {
         self.forward_block_part(f, false);
@@ -332,7 +370,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> ActorCrit
     }
 
     /// Value `V(s)` only.
-    pub fn value(&self, obs: &[f32; OBS]) -> f32 {
+    pub fn value(&self, obs: &[f32; IN]) -> f32 {
         let mut f = Forward::zeros();
         self.forward(obs, &mut f);
         f.v
@@ -340,7 +378,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> ActorCrit
 
     /// Sample an action; returns `(action, V(s), log π(a|s))`. Actions are one-hot for the
     /// categorical head.
-    pub fn act(&self, obs: &[f32; OBS], rng: &mut impl RngCore) -> ([f32; P], f32, f32) {
+    pub fn act(&self, obs: &[f32; IN], rng: &mut impl RngCore) -> ([f32; P], f32, f32) {
         let mut f = Forward::zeros();
         self.forward(obs, &mut f);
         let mut a = [0.0; P];
@@ -349,7 +387,7 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> ActorCrit
     }
 
     /// The deterministic action (argmax one-hot or the Gaussian mean).
-    pub fn act_deterministic(&self, obs: &[f32; OBS]) -> [f32; P] {
+    pub fn act_deterministic(&self, obs: &[f32; IN]) -> [f32; P] {
         let mut f = Forward::zeros();
         self.forward(obs, &mut f);
         let mut a = [0.0; P];
@@ -530,7 +568,22 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> ActorCrit
         }
     }
 
-    /// All parameters as flat slices, in a fixed order (trunks, policy, value, log-std).
+    /// [`ActorCritic::backward_obs`] for a block: `dx = Σ_t W1_tᵀ g1_t` (overwritten), the
+    /// gradient at the encoder's output, trunks in order.
+    #[inline]
+    pub(crate) fn backward_features_block<const B: usize>(
+        &self,
+        b: &BackwardBlock<H, P, T, B>,
+        dx: &mut [[f32; B]; OBS],
+    ) {
+        dx.iter_mut().for_each(|r| *r = [0.0; B]);
+        for (tr, g1) in self.trunks.iter().zip(&b.g1) {
+            tr.l1.backward_input_block(g1, dx);
+        }
+    }
+
+    /// All parameters as flat slices, in a fixed order (trunks, policy, value, log-std, then
+    /// the encoder's [`Encoder::slices`]).
     pub fn param_slices(&self) -> HVec<&[f32], MAX_SLICES> {
         let mut v: HVec<&[f32], MAX_SLICES> = HVec::new();
         for t in self.trunks.iter() {
@@ -542,11 +595,15 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> ActorCrit
             let _ = v.push(s);
         }
         let _ = v.push(&self.log_std);
+        for s in self.encoder.slices() {
+            let _ = v.push(s); // at most 2 more
+        }
         v
     }
 
     /// Whether slice `i` of [`ActorCritic::param_slices`] belongs to the critic alone (the
-    /// value head's trunk with separate trunks, and the value head).
+    /// value head's trunk with separate trunks, and the value head; the encoder's slices,
+    /// after the log-std, are the actor's).
     pub(crate) const fn is_critic_slice(i: usize) -> bool {
         let trunk = i / 4;
         (T == 2 && trunk == Self::CRITIC && i < 4 * T) || (i >= 4 * T + 2 && i < 4 * T + 4)
@@ -568,6 +625,9 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> ActorCrit
             let _ = v.push(s);
         }
         let _ = v.push(&mut self.log_std);
+        for s in self.encoder.slices_mut() {
+            let _ = v.push(s);
+        }
         v
     }
 

@@ -2,6 +2,7 @@
 
 use rand_core::RngCore;
 
+use crate::encoder::Encoder;
 use crate::env::{Action, ActionSpace, Env};
 use crate::head::{argmax, HeadKind};
 use crate::policy::ActorCritic;
@@ -67,12 +68,22 @@ impl<const OBS: usize, const E: usize> Runner<OBS, E> {
         self.steps
     }
 
-    /// Fill `rollout` (cleared first) with `N` steps of every environment, acting with `net`;
-    /// computes returns with `gamma`, `lambda`. Calls `on_episode` for every finished episode.
+    /// Fill `rollout` (cleared first) with `N` steps of every environment, acting with `net`
+    /// (whose encoder `Enc` reads the `OBS` observation numbers into its trunks' `X` inputs;
+    /// `X = OBS` for the default [`Identity`](crate::Identity)); computes returns with
+    /// `gamma`, `lambda`. Calls `on_episode` for every finished episode.
     #[allow(clippy::too_many_arguments)]
-    pub fn collect<En: Env<OBS>, const H: usize, const P: usize, const T: usize, const N: usize>(
+    pub fn collect<
+        En: Env<OBS>,
+        const H: usize,
+        const P: usize,
+        const T: usize,
+        const N: usize,
+        const X: usize,
+        Enc: Encoder<OBS, X>,
+    >(
         &mut self,
-        net: &ActorCritic<OBS, H, P, T>,
+        net: &ActorCritic<X, H, P, T, OBS, Enc>,
         envs: &mut [En; E],
         rollout: &mut Rollout<OBS, P, E, N>,
         gamma: f32,
@@ -128,9 +139,18 @@ impl<const OBS: usize, const E: usize> Runner<OBS, E> {
 }
 
 /// Mean undiscounted return of `episodes` deterministic (`deterministic = true`) or sampled
-/// episodes of `net` in `env`, the first reset with `seed`.
-pub fn evaluate<En: Env<OBS>, const OBS: usize, const H: usize, const P: usize, const T: usize>(
-    net: &ActorCritic<OBS, H, P, T>,
+/// episodes of `net` in `env`, the first reset with `seed` (`X`, `Enc`: see
+/// [`Runner::collect`]).
+pub fn evaluate<
+    En: Env<OBS>,
+    const OBS: usize,
+    const H: usize,
+    const P: usize,
+    const T: usize,
+    const X: usize,
+    Enc: Encoder<OBS, X>,
+>(
+    net: &ActorCritic<X, H, P, T, OBS, Enc>,
     env: &mut En,
     episodes: u32,
     seed: u64,
