@@ -1165,7 +1165,8 @@ fn s_solve_cols<
 ///
 /// Input factors are shared by the layers that read the same input: every trunk's first layer
 /// reads the observation (one `Ā_obs`), and with one trunk (`T = 1`) both heads read its output.
-#[derive(Clone, Copy, Debug, PartialEq)]
+// `Clone` by hand, as `ActorCritic`'s: one copy rather than field by field.
+#[derive(Copy, Debug, PartialEq)]
 pub struct Curvature<
     const OBS: usize,
     const H: usize,
@@ -1183,6 +1184,20 @@ pub struct Curvature<
     s_v: OutputFactor<1>,
     enc: E::Curvature,
     factorized: bool,
+}
+
+impl<
+        const OBS: usize,
+        const H: usize,
+        const P: usize,
+        const T: usize,
+        const IN: usize,
+        E: Encoder<IN, OBS>,
+    > Clone for Curvature<OBS, H, P, T, IN, E>
+{
+    fn clone(&self) -> Self {
+        *self
+    }
 }
 
 impl<

@@ -212,7 +212,9 @@ fn critic_square_norm<
 /// const BYTES: usize = core::mem::size_of::<Learn>();
 /// const _: () = assert!(BYTES <= 320 * 1024, "the learner does not fit the RAM budget");
 /// ```
-#[derive(Clone, Debug)]
+// `Clone` by hand: every field is `Copy`, so one copy each (a derived one would clone the
+// nets and factors field by field).
+#[derive(Debug)]
 pub struct Learner<
     const OBS: usize,
     const H: usize,
@@ -230,6 +232,39 @@ pub struct Learner<
     updates: u32,
     /// The scale on `η_max` that `target_kl` adapts (1 otherwise).
     eta_scale: f32,
+}
+
+impl<
+        const OBS: usize,
+        const H: usize,
+        const P: usize,
+        const T: usize,
+        const IN: usize,
+        E: Encoder<IN, OBS>,
+    > Clone for Learner<OBS, H, P, T, IN, E>
+{
+    fn clone(&self) -> Self {
+        Self {
+            config: self.config,
+            net: self.net,
+            grad: self.grad,
+            velocity: self.velocity,
+            curvature: self.curvature,
+            updates: self.updates,
+            eta_scale: self.eta_scale,
+        }
+    }
+
+    /// In place: no temporary learner (a host copies its learner before every update).
+    fn clone_from(&mut self, source: &Self) {
+        self.config = source.config;
+        self.net = source.net;
+        self.grad = source.grad;
+        self.velocity = source.velocity;
+        self.curvature = source.curvature;
+        self.updates = source.updates;
+        self.eta_scale = source.eta_scale;
+    }
 }
 
 impl<

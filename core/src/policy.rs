@@ -30,7 +30,9 @@ pub struct Trunk<const I: usize, const H: usize> {
 /// Actor-critic with `T ∈ {1, 2}` trunks over an [`Encoder`] `E` of the observation; see the
 /// module docs. `OBS` is the trunks' input, `IN` the observation (`IN = OBS` for the default
 /// [`Identity`]).
-#[derive(Clone, Copy, Debug, PartialEq)]
+// `Clone` by hand: a derived one on a type with a type parameter clones field by field, which
+// costs a host update a measurable share in copies where `*self` is one.
+#[derive(Copy, Debug, PartialEq)]
 pub struct ActorCritic<
     const OBS: usize,
     const H: usize,
@@ -53,6 +55,20 @@ pub struct ActorCritic<
     pub log_std: [f32; P],
     /// The front-end from the observation to the trunks' input (the actor's part).
     pub encoder: E,
+}
+
+impl<
+        const OBS: usize,
+        const H: usize,
+        const P: usize,
+        const T: usize,
+        const IN: usize,
+        E: Copy,
+    > Clone for ActorCritic<OBS, H, P, T, IN, E>
+{
+    fn clone(&self) -> Self {
+        *self
+    }
 }
 
 /// One trunk shared by the policy and value heads.
