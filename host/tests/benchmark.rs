@@ -482,6 +482,11 @@ fn report_medians_match_a_hand_made_csv() {
     // One peer run, for the verdict against the best peer.
     let ppo = fake_episodes(150, 30, 20);
     text.push_str(&csv_block("sb3-ppo", 0, &ppo, 300.0));
+    // An environment in no suite (no threshold): the return at the budget decides.
+    let (foo_acktr, foo_trpo) = (fake_episodes(10, 90, 20), fake_episodes(60, 60, 20));
+    for (algo, eps) in [("acktr", &foo_acktr), ("sb3-trpo", &foo_trpo)] {
+        text.push_str(&csv_block(algo, 0, eps, 0.0).replace("CartPole-v1,", "Foo-v0,"));
+    }
     let csv = t.path().join("hand.csv");
     fs::write(&csv, text).expect("write");
     let notes = t.path().join("notes.md");
@@ -562,21 +567,30 @@ fn report_medians_match_a_hand_made_csv() {
     // The summary's verdicts, recomputed from the brute-force truths.
     let truth = |runs: &[Vec<(f64, u64)>]| median(runs.iter().map(|e| steps_to_475(e)).collect());
     let ratio = truth(&acktr_runs).expect("acktr reaches") / truth(&a2c).expect("a2c reaches");
-    let last100 = |e: &[(f64, u64)]| {
-        let tail: Vec<f64> = e.iter().rev().take(100).map(|x| x.0).collect();
-        tail.iter().sum::<f64>() / tail.len() as f64
-    };
-    let acktr_final =
-        median(acktr_runs.iter().map(|e| Some(last100(e))).collect()).expect("finals");
-    let ppo_final = last100(&ppo);
-    let pct = (acktr_final - ppo_final) / ppo_final * 100.0;
-    assert!(pct > 0.0, "the hand-made peer is behind acktr");
+    // The peer reaches the threshold, so env steps decide: acktr's median over the peer's.
+    let ppo_steps = steps_to_475(&ppo).expect("the peer reaches");
+    let peer_ratio = truth(&acktr_runs).expect("acktr reaches") / ppo_steps;
     let summary = table_row(&md, "CartPole-v1");
     let met = if ratio <= 0.5 { "met" } else { "not met" };
     assert_eq!(summary[1], format!("{ratio:.2} ({met})"), "{md}");
     assert_eq!(
         summary[2],
-        format!("{acktr_final:.2} against sb3-ppo {ppo_final:.2}: ahead by {pct:.0}%"),
+        format!("env steps {peer_ratio:.2}× sb3-ppo's"),
+        "{md}"
+    );
+    let last100 = |e: &[(f64, u64)]| {
+        let tail: Vec<f64> = e.iter().rev().take(100).map(|x| x.0).collect();
+        tail.iter().sum::<f64>() / tail.len() as f64
+    };
+    let (x, y) = (last100(&foo_acktr), last100(&foo_trpo));
+    let foo = table_row(&md, "Foo-v0");
+    assert_eq!(foo[1], "— (no threshold)", "{md}");
+    assert_eq!(
+        foo[2],
+        format!(
+            "last-100 {x:.2} against sb3-trpo {y:.2}: ahead by {:.0}%",
+            (x - y) / y * 100.0
+        ),
         "{md}"
     );
 
