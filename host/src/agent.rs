@@ -155,7 +155,7 @@ pub trait Agent {
 
 fn no_data_parallel() -> HostError {
     HostError::Distributed(
-        "only the native backend trains across MPI ranks (--backend native)".into(),
+        "this backend does not train across MPI ranks (the native and tch backends do)".into(),
     )
 }
 

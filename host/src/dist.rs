@@ -76,9 +76,13 @@ impl World {
         #[cfg(not(feature = "mpi"))]
         {
             if n > 1 {
+                let (bin, package) = match crate::torch_hooks::get() {
+                    Some(_) => (crate::cli::TORCH_BIN, "acktr-torch"),
+                    None => (crate::cli::LEAN_BIN, "acktr-host"),
+                };
                 return Err(HostError::Distributed(format!(
-                    "started as one of {n} MPI ranks, but this acktr was built without MPI: \
-                     build it with `cargo build --release -p acktr-host --features mpi`"
+                    "started as one of {n} MPI ranks, but this {bin} was built without MPI: \
+                     build it with `cargo build --release -p {package} --features mpi`"
                 )));
             }
             Ok(World::single())

@@ -517,6 +517,11 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
 /// every update sums all ranks' samples (acktr-core's `Collective`), rank 0 alone writes the
 /// run folder, and an error on any rank ends every rank (MPI_Abort) after its message.
 pub fn train_given(args: &TrainArgs, given: &[String]) -> Result<Summary> {
+    // The lean binary hands a libtorch run over to `acktr-torch` before MPI starts: every
+    // rank execs it, and it joins the MPI job as the rank (an exec after MPI_Init would not).
+    if let Some(why) = torch_needed_before_mpi(args) {
+        return Err(HostError::NeedsTorch(why));
+    }
     let mut world = crate::dist::World::init()?;
     let result = train_in(args, given, &mut world);
     if world.ranks() > 1 {
@@ -524,13 +529,37 @@ pub fn train_given(args: &TrainArgs, given: &[String]) -> Result<Summary> {
             if let HostError::NeedsTorch(why) = e {
                 world.abort(
                     1,
-                    &format!("error: {why} needs libtorch; only the native backend trains across MPI ranks"),
+                    &format!(
+                        "error: {why} needs libtorch, found only after MPI started; pass \
+                         --backend tch, or start `{}` under mpirun",
+                        crate::cli::TORCH_BIN
+                    ),
                 );
             }
             world.abort(1, &format!("error: {e}; stopping every rank"));
         }
     }
     result
+}
+
+/// In the lean binary (no libtorch) started as one of several MPI ranks: the reason the run
+/// needs libtorch, when the command line (or a resumed run's config.json) says so; `None`
+/// otherwise, and on any error (the run itself reports it).
+fn torch_needed_before_mpi(args: &TrainArgs) -> Option<String> {
+    if torch_hooks::get().is_some() || crate::dist::launcher_ranks().is_none_or(|n| n < 2) {
+        return None;
+    }
+    let gate = if args.resume {
+        let (run, cfg) = RunDir::open(args.out_dir()).ok()?;
+        let s = run_settings(&run, &cfg).ok()?;
+        torch_gate_for_run(&run, &s, args.device)
+    } else {
+        torch_gate(&args.resolve().ok()?, args.device)
+    };
+    match gate {
+        Err(HostError::NeedsTorch(why)) => Some(why),
+        _ => None,
+    }
 }
 
 /// The key of config.json that records a data-parallel run's number of ranks (absent: 1).

@@ -1,6 +1,6 @@
 //! The libtorch backend as an [`Agent`].
 
-use acktr_core::{Config, HeadKind, PolicyArch, UpdateStats};
+use acktr_core::{Collective, Config, HeadKind, PolicyArch, SingleProcess, UpdateStats};
 use acktr_host::agent::{blob, bytes_f32, f32_bytes, Agent, HostRollout};
 use acktr_host::error::{HostError, Result};
 use tch::{Device, Kind, Tensor};
@@ -89,6 +89,14 @@ impl Agent for TorchAgent {
     }
 
     fn update(&mut self, r: &HostRollout) -> Result<UpdateStats> {
+        self.update_data_parallel(r, &mut SingleProcess)
+    }
+
+    fn update_data_parallel(
+        &mut self,
+        r: &HostRollout,
+        coll: &mut dyn Collective,
+    ) -> Result<UpdateStats> {
         let n = r.len();
         let device = self.learner.net.device();
         let acts = Tensor::from_slice(&r.actions).view([n as i64, self.outputs as i64]);
@@ -102,7 +110,67 @@ impl Agent for TorchAgent {
             advantages: Tensor::from_slice(&r.advantages).to_device(device),
             returns: Tensor::from_slice(&r.returns).to_device(device),
         };
-        self.learner.update(&batch, FisherNoise::Draw)
+        self.learner
+            .update_data_parallel(&batch, FisherNoise::Draw, coll)
+    }
+
+    fn join_data_parallel(
+        &mut self,
+        coll: &mut dyn Collective,
+        sampler_seed: Option<u64>,
+    ) -> Result<()> {
+        if coll.ranks() > 1 {
+            let l = &mut self.learner;
+            // The ranks must hold the same counters (the same checkpoint, or none): compare,
+            // as the broadcast below would not notice.
+            let mine = [
+                f64::from(l.updates),
+                f64::from(u8::from(l.kfac.has_stats())),
+            ];
+            let mut flags = mine;
+            coll.all_reduce_sum_f64(&mut flags)?;
+            let r = f64::from(coll.ranks());
+            if flags != [mine[0] * r, mine[1] * r] {
+                return Err(HostError::Distributed(
+                    "the ranks start from different update counts (different checkpoints?)".into(),
+                ));
+            }
+            // Rank 0's whole training state: weights, optimizer state, factors.
+            let params = l.net.params();
+            let mut parts: Vec<Tensor> = params.iter().map(|p| p.detach().reshape([-1])).collect();
+            parts.extend(l.velocity.iter().map(|u| u.reshape([-1])));
+            parts.push(l.kfac.stats_flat().shallow_clone());
+            let mut buf = crate::learner::to_cpu_vec(&Tensor::cat(&parts, 0))?;
+            coll.broadcast(&mut |f: &mut dyn FnMut(&mut [f32])| f(&mut buf))?;
+            let device = l.net.device();
+            let mut at = 0;
+            let mut take = |like: &Tensor| {
+                let len = like.numel();
+                let t = Tensor::from_slice(&buf[at..at + len])
+                    .view(like.size().as_slice())
+                    .to_device(device);
+                at += len;
+                t
+            };
+            tch::no_grad(|| {
+                for p in &params {
+                    let v = take(p);
+                    p.shallow_clone().copy_(&v);
+                }
+            });
+            for u in l.velocity.iter_mut() {
+                *u = take(u);
+            }
+            // The factors last; the inverses follow from them at the next natural update.
+            let factors = buf.len() - l.kfac.stats_flat().numel();
+            l.kfac.set_stats_flat(&buf[factors..])?;
+        }
+        if let Some(seed) = sampler_seed {
+            // Every draw of this process (actions, Fisher targets) comes from libtorch's
+            // generator.
+            tch::manual_seed(seed as i64);
+        }
+        Ok(())
     }
 
     fn config(&self) -> Config {

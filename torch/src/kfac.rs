@@ -164,6 +164,15 @@ impl TorchKfac {
     /// one product, large ones (conv patches) fill the blocks, without a copy of `[X | 1]` as
     /// large as the patch matrix.
     pub fn batch_stats(&mut self, net: &TorchNet, inputs: &[Tensor], g: &[Tensor]) {
+        let divisors = self.batch_sums(net, inputs, g);
+        self.divide_batch(&divisors);
+    }
+
+    /// [`Self::batch_stats`] before its division: the sums `Σ ā āᵀ` and `Σ g gᵀ` in the batch
+    /// buffer, and each factor's divisor (the rows summed: samples, or samples × positions
+    /// for a conv layer's `Ā`), in factor order. A data-parallel update sums both over the
+    /// ranks before [`Self::divide_batch`].
+    pub fn batch_sums(&mut self, net: &TorchNet, inputs: &[Tensor], g: &[Tensor]) -> Vec<f64> {
         // Each factor's divisor (0 until built): an MLP's all equal the batch size (one `div_`
         // for all), a conv layer's `Ā` divides by samples × positions.
         let mut divisors: Vec<f64> = vec![0.0; self.dims.len()];
@@ -215,12 +224,55 @@ impl TorchKfac {
             let _ = rows.tr().mm_out(&self.batch_views[self.groups + li], &rows);
             divisors[self.groups + li] = bsz as f64;
         }
+        divisors
+    }
+
+    /// Divide each factor of the batch buffer by its divisor ([`Self::batch_sums`]).
+    pub fn divide_batch(&mut self, divisors: &[f64]) {
         if divisors.iter().all(|&d| d == divisors[0]) {
             let _ = self.batch.g_div_scalar_(divisors[0]);
         } else {
-            for (v, &d) in self.batch_views.iter().zip(&divisors) {
+            for (v, &d) in self.batch_views.iter().zip(divisors) {
                 let _ = v.shallow_clone().g_div_scalar_(d);
             }
+        }
+    }
+
+    /// The batch buffer, flat (every factor, row-major, in factor order).
+    pub fn batch_flat(&self) -> &Tensor {
+        &self.batch
+    }
+
+    /// Overwrite the batch buffer with `v` (the layout of [`Self::batch_flat`]).
+    pub fn set_batch_flat(&mut self, v: &[f32]) -> Result<()> {
+        self.batch
+            .copy_(&flat_of(v, self.batch.numel(), self.batch.device())?);
+        Ok(())
+    }
+
+    /// The running averages, flat (the layout of [`Self::batch_flat`]).
+    pub fn stats_flat(&self) -> &Tensor {
+        &self.stats
+    }
+
+    /// Overwrite the running averages with `v` (the layout of [`Self::stats_flat`]) and
+    /// forget the inverses (the next natural update computes them from these factors).
+    pub fn set_stats_flat(&mut self, v: &[f32]) -> Result<()> {
+        self.stats
+            .copy_(&flat_of(v, self.stats.numel(), self.stats.device())?);
+        self.forget_inverses();
+        Ok(())
+    }
+
+    /// Whether the running averages hold statistics (false until the first batch).
+    pub fn has_stats(&self) -> bool {
+        self.seen
+    }
+
+    /// Drop the damped inverses, keeping the statistics.
+    pub fn forget_inverses(&mut self) {
+        for t in self.a_inv.iter_mut().chain(self.s_inv.iter_mut()) {
+            *t = None;
         }
     }
 
@@ -356,6 +408,17 @@ impl TorchKfac {
         let q = Tensor::cat(&vs, 0).dot(&Tensor::cat(&gs, 0));
         f64::try_from(q).map_err(|e| HostError::InvalidSetting(e.to_string()))
     }
+}
+
+/// `v` as a flat `f32` tensor of `numel` numbers on `device`.
+fn flat_of(v: &[f32], numel: usize, device: tch::Device) -> Result<Tensor> {
+    if v.len() != numel {
+        return Err(HostError::InvalidSetting(format!(
+            "K-FAC factors: {} numbers for a buffer of {numel}",
+            v.len()
+        )));
+    }
+    Ok(Tensor::from_slice(v).to_device(device))
 }
 
 fn not_ready(what: &str) -> HostError {

@@ -2,7 +2,7 @@
 //! `Config`, losses, sampled Fisher, K-FAC, trust region, momentum, RMSprop), for networks of
 //! any size and for conv nets.
 
-use acktr_core::{Activation, Config, HeadKind, Optimizer, UpdateStats};
+use acktr_core::{Activation, Collective, Config, HeadKind, Optimizer, SingleProcess, UpdateStats};
 use acktr_host::error::{HostError, Result};
 use tch::{Kind, Tensor};
 
@@ -210,23 +210,30 @@ struct CurvatureJob {
     cfg: Config,
     rho: f64,
     factorize: bool,
+    /// Stop at the statistics' sums (a data-parallel update sums them over the ranks first).
+    sums_only: bool,
+}
+
+/// What a [`CurvatureJob`] did.
+struct JobDone {
+    /// Time of the statistics.
+    stats: std::time::Duration,
+    /// Time of the inverses.
+    inverse: std::time::Duration,
+    /// With `sums_only`: each factor's divisor ([`TorchKfac::batch_sums`]); else empty.
+    divisors: Vec<f64>,
 }
 
 impl CurvatureJob {
     /// Run it; returns the time of the statistics and of the inverses. On non-finite
     /// statistics the factors are forgotten (as the core does) and the error returned.
-    fn run(
-        self,
-        net: &TorchNet,
-        kfac: &mut TorchKfac,
-        input: FisherInput<'_>,
-    ) -> Result<(std::time::Duration, std::time::Duration)> {
+    fn run(self, net: &TorchNet, kfac: &mut TorchKfac, input: FisherInput<'_>) -> Result<JobDone> {
         let start = std::time::Instant::now();
-        match input {
+        let divisors = match input {
             FisherInput::Owned(FisherSource::Mlp { inputs, z }) => {
                 let (inputs, g) =
                     tch::no_grad(|| mlp_fisher(net, &inputs, &z, self.noise.as_ref(), &self.cfg))?;
-                kfac.batch_stats(net, &inputs, &g);
+                kfac.batch_sums(net, &inputs, &g)
             }
             FisherInput::Owned(FisherSource::Obs(obs)) => {
                 let fw = net.forward(&obs);
@@ -246,13 +253,21 @@ impl CurvatureJob {
                     None => None,
                 };
                 let g = autograd_fisher(net, &fw, noise.as_ref(), &self.cfg);
-                kfac.batch_stats(net, &fw.inputs, &g);
+                kfac.batch_sums(net, &fw.inputs, &g)
             }
             FisherInput::Forward(fw) => {
                 let g = autograd_fisher(net, fw, self.noise.as_ref(), &self.cfg);
-                kfac.batch_stats(net, &fw.inputs, &g);
+                kfac.batch_sums(net, &fw.inputs, &g)
             }
+        };
+        if self.sums_only {
+            return Ok(JobDone {
+                stats: start.elapsed(),
+                inverse: std::time::Duration::ZERO,
+                divisors,
+            });
         }
+        kfac.divide_batch(&divisors);
         kfac.accumulate(self.rho);
         if !kfac.is_finite() {
             kfac.reset();
@@ -262,7 +277,11 @@ impl CurvatureJob {
         if self.factorize {
             kfac.factorize(net, self.cfg.damping)?;
         }
-        Ok((stats, start.elapsed() - stats))
+        Ok(JobDone {
+            stats,
+            inverse: start.elapsed() - stats,
+            divisors: Vec::new(),
+        })
     }
 }
 
@@ -312,6 +331,40 @@ fn autograd_fisher(
     let fisher = fisher_pg + fisher_v;
     let pre: Vec<&Tensor> = fw.pre.iter().collect();
     Tensor::run_backward(&[&fisher], &pre, true, false)
+}
+
+/// The logged loss means all finite.
+fn losses_finite(s: &UpdateStats) -> bool {
+    s.policy_loss.is_finite() && s.value_loss.is_finite() && s.entropy.is_finite()
+}
+
+/// Add the weight decay to the loss gradient; its norm `‖∇θ‖₂`, refused when not finite.
+fn decay_and_norm(grads: &mut [Tensor], params: &[&Tensor], cfg: &Config) -> Result<f32> {
+    if cfg.weight_decay != 0.0 {
+        for (g, p) in grads.iter_mut().zip(params.iter()) {
+            *g = &*g + p.detach() * cfg.weight_decay as f64;
+        }
+    }
+    let mut sq = 0.0;
+    for g in grads.iter() {
+        sq += scalar(&g.square().sum(Kind::Double))?;
+    }
+    let norm = sq.sqrt() as f32;
+    if !norm.is_finite() {
+        return Err(acktr_core::Error::UpdateNonFiniteGradient.into());
+    }
+    Ok(norm)
+}
+
+/// A tensor's numbers as `f32`s on the CPU, flat.
+pub(crate) fn to_cpu_vec(t: &Tensor) -> Result<Vec<f32>> {
+    Vec::<f32>::try_from(
+        t.detach()
+            .to_device(tch::Device::Cpu)
+            .to_kind(Kind::Float)
+            .reshape([-1]),
+    )
+    .map_err(|e| HostError::InvalidSetting(format!("tensor copy: {e}")))
 }
 
 fn scalar(t: &Tensor) -> Result<f64> {
@@ -396,12 +449,45 @@ impl TorchLearner {
 
     /// One update; on error the weights are unchanged.
     pub fn update(&mut self, batch: &Batch, noise: FisherNoise<'_>) -> Result<UpdateStats> {
+        self.update_data_parallel(batch, noise, &mut SingleProcess)
+    }
+
+    /// A data-parallel [`TorchLearner::update`]: `batch` is this rank's share of the samples,
+    /// and `coll` sums over the ranks what the update needs (acktr-core's [`Collective`]), so
+    /// that every rank takes the step one process would take from all ranks' samples
+    /// concatenated (up to the order of the sums) and all ranks end with the same state:
+    ///
+    /// - the loss gradient: each rank's per-sample sums divided by the whole batch's `B`;
+    /// - the K-FAC batch statistics, as sums before their division (by all ranks' rows), so
+    ///   that the running averages take the concatenated batch's statistics;
+    /// - the loss sums (logged), in the same message as the two above: one all-reduce of
+    ///   `f32`s an update, plus one of three `f64` counts before it.
+    ///
+    /// The damped inverses, the trust region and the step are then computed on every rank from
+    /// identical numbers. Every rank must call it with the same state and settings; a batch
+    /// that fails (empty, non-finite) fails on every rank alike. `noise` draws (or gives) this
+    /// rank's Fisher targets. With one rank it is [`TorchLearner::update`], bit for bit.
+    pub fn update_data_parallel(
+        &mut self,
+        batch: &Batch,
+        noise: FisherNoise<'_>,
+        coll: &mut dyn Collective,
+    ) -> Result<UpdateStats> {
         let cfg = self.config;
+        let dp = coll.ranks() > 1;
         // Factors replaced wholesale (a checkpoint's, a lost worker's) start at the default.
         self.kfac.set_inverse_method(self.inverse_method);
         let net = &self.net;
         let b = batch.obs.size()[0];
-        if b == 0 {
+        // All ranks' samples, the rows that feed the factors (every `stat_stride`-th), and
+        // whether any rank's batch is empty.
+        let stat_rows = (b + i64::from(cfg.stat_stride) - 1) / i64::from(cfg.stat_stride);
+        let mut counts = [b as f64, stat_rows as f64, f64::from(u8::from(b == 0))];
+        if dp {
+            coll.all_reduce_sum_f64(&mut counts)?;
+        }
+        let [n_all, stat_rows_all, empty] = counts;
+        if empty > 0.0 {
             return Err(acktr_core::Error::UpdateEmptyRollout.into());
         }
         let natural = matches!(cfg.optimizer, Optimizer::Acktr);
@@ -415,7 +501,14 @@ impl TorchLearner {
         };
         let fw = net.forward(&batch.obs);
 
-        // Losses.
+        // Losses: means over the batch; across ranks, this rank's sums over all ranks' `B`.
+        let mean = |t: Tensor| {
+            if dp {
+                t.sum(Kind::Float) / n_all
+            } else {
+                t.mean(Kind::Float)
+            }
+        };
         let (logp, ent) = match net.head {
             HeadKind::Categorical => {
                 let lp = fw.z.log_softmax(-1, Kind::Float);
@@ -438,32 +531,36 @@ impl TorchLearner {
                 (logp, ent)
             }
         };
-        let pg_loss = -(&batch.advantages * &logp).mean(Kind::Float);
-        let v_loss = (&batch.returns - &fw.v).square().mean(Kind::Float);
-        let entropy = ent.mean(Kind::Float);
+        let pg_loss = -mean(&batch.advantages * &logp);
+        let v_loss = mean((&batch.returns - &fw.v).square());
+        let entropy = mean(ent);
         let loss = &pg_loss + &v_loss * cfg.value_coef as f64 - &entropy * cfg.entropy_coef as f64;
         let mut stats = UpdateStats {
-            samples: b as u32,
+            samples: n_all as u32,
             policy_loss: scalar(&pg_loss)? as f32,
             value_loss: scalar(&v_loss)? as f32,
             entropy: scalar(&entropy)? as f32,
             ..UpdateStats::default()
         };
-        if !(stats.policy_loss.is_finite()
-            && stats.value_loss.is_finite()
-            && stats.entropy.is_finite())
-        {
+        // Across ranks the sums are checked once summed (every rank alike).
+        if !dp && !losses_finite(&stats) {
             return Err(acktr_core::Error::UpdateNonFiniteGradient.into());
         }
 
         lap(&mut timings.forward);
         // K-FAC's work before the step (Fisher pass, statistics, inverses when due), on the
-        // worker thread while this one backpropagates the loss where it can.
+        // worker thread while this one backpropagates the loss where it can. Across ranks the
+        // job stops at the statistics' sums: their division, the running averages and the
+        // inverses follow the all-reduce, on this thread.
+        let k = self.updates as f64;
+        let rho = (cfg.stat_decay as f64).min(k / (k + 1.0));
+        let factorize = natural
+            && !cold
+            && (!self.kfac.is_factorized()
+                || (self.updates - cfg.cold_iters) % cfg.inverse_every == 0);
+        // Across ranks: each factor's divisor of this rank's statistics (from the job).
+        let mut divisors: Vec<f64> = Vec::new();
         let pending = if natural {
-            let factorize = !cold
-                && (!self.kfac.is_factorized()
-                    || (self.updates - cfg.cold_iters) % cfg.inverse_every == 0);
-            let k = self.updates as f64;
             let job = CurvatureJob {
                 noise: match noise {
                     FisherNoise::Given {
@@ -473,8 +570,9 @@ impl TorchLearner {
                     FisherNoise::Draw => None,
                 },
                 cfg,
-                rho: (cfg.stat_decay as f64).min(k / (k + 1.0)),
-                factorize,
+                rho,
+                factorize: factorize && !dp,
+                sums_only: dp,
             };
             let source = if net.is_mlp() {
                 FisherInput::Owned(FisherSource::Mlp {
@@ -506,7 +604,9 @@ impl TorchLearner {
                     }))
                 }
                 (_, source) => {
-                    (timings.factors, timings.inverse) = job.run(net, &mut self.kfac, source)?;
+                    let done = job.run(net, &mut self.kfac, source)?;
+                    (timings.factors, timings.inverse) = (done.stats, done.inverse);
+                    divisors = done.divisors;
                     None
                 }
             }
@@ -526,18 +626,8 @@ impl TorchLearner {
                     *g = p.zeros_like().detach();
                 }
             }
-            if cfg.weight_decay != 0.0 {
-                for (g, p) in grads.iter_mut().zip(params.iter()) {
-                    *g = &*g + p.detach() * cfg.weight_decay as f64;
-                }
-            }
-            let mut sq = 0.0;
-            for g in &grads {
-                sq += scalar(&g.square().sum(Kind::Double))?;
-            }
-            stats.grad_norm = sq.sqrt() as f32;
-            if !stats.grad_norm.is_finite() {
-                return Err(acktr_core::Error::UpdateNonFiniteGradient.into());
+            if !dp {
+                stats.grad_norm = decay_and_norm(&mut grads, &params, &cfg)?;
             }
             Ok(grads)
         })();
@@ -548,7 +638,9 @@ impl TorchLearner {
             match pending.wait() {
                 Ok((kfac, r)) => {
                     self.kfac = kfac;
-                    (timings.factors, timings.inverse) = r?;
+                    let done = r?;
+                    (timings.factors, timings.inverse) = (done.stats, done.inverse);
+                    divisors = done.divisors;
                 }
                 Err(e) => {
                     self.kfac = TorchKfac::new(net);
@@ -558,6 +650,59 @@ impl TorchLearner {
         }
         let mut grads = loss_grads?;
         lap(&mut timings.wait);
+
+        if dp {
+            // Every rank's gradient sums, factor statistics and loss sums, in one message.
+            let shapes: Vec<Vec<i64>> = grads.iter().map(Tensor::size).collect();
+            let flat: Vec<Tensor> = grads.iter().map(|g| g.reshape([-1])).collect();
+            let mut buf = to_cpu_vec(&Tensor::cat(&flat, 0))?;
+            let n_grad = buf.len();
+            if natural {
+                buf.extend(to_cpu_vec(self.kfac.batch_flat())?);
+            }
+            let n_kfac = buf.len() - n_grad;
+            buf.extend_from_slice(&[stats.policy_loss, stats.value_loss, stats.entropy]);
+            let t = std::time::Instant::now();
+            coll.all_reduce_sum(&mut |f: &mut dyn FnMut(&mut [f32])| f(&mut buf))?;
+            timings.wait += t.elapsed();
+            let device = net.device();
+            let mut at = 0;
+            for (g, shape) in grads.iter_mut().zip(&shapes) {
+                let len = shape.iter().product::<i64>() as usize;
+                *g = Tensor::from_slice(&buf[at..at + len])
+                    .view(shape.as_slice())
+                    .to_device(device);
+                at += len;
+            }
+            [stats.policy_loss, stats.value_loss, stats.entropy] =
+                [buf[at + n_kfac], buf[at + n_kfac + 1], buf[at + n_kfac + 2]];
+            if natural {
+                let start = std::time::Instant::now();
+                self.kfac.set_batch_flat(&buf[at..at + n_kfac])?;
+                // Each factor's divisor over all ranks: per stat row the same on every rank
+                // (1, or a conv layer's positions), times all ranks' rows.
+                let total: Vec<f64> = divisors
+                    .iter()
+                    .map(|&d| d / stat_rows as f64 * stat_rows_all)
+                    .collect();
+                self.kfac.divide_batch(&total);
+                self.kfac.accumulate(rho);
+                if !self.kfac.is_finite() {
+                    self.kfac.reset();
+                    return Err(acktr_core::Error::UpdateNonFiniteCurvature.into());
+                }
+                timings.factors += start.elapsed();
+                if factorize {
+                    let start = std::time::Instant::now();
+                    self.kfac.factorize(net, cfg.damping)?;
+                    timings.inverse += start.elapsed();
+                }
+            }
+            if !losses_finite(&stats) {
+                return Err(acktr_core::Error::UpdateNonFiniteGradient.into());
+            }
+            stats.grad_norm = decay_and_norm(&mut grads, &params, &cfg)?;
+        }
 
         let eta = if natural && !cold {
             let mut q = self.kfac.precondition(net, &mut grads)?;
