@@ -217,6 +217,19 @@ impl<const OBS: usize> Encoder<OBS, OBS> for Identity {
 /// // Everything is inline: the learner's size is a constant a firmware crate checks.
 /// const _: () = assert!(core::mem::size_of::<Learn>() < 512 * 1024, "over the RAM budget");
 /// ```
+///
+/// A stride that leaves an edge unread does not compile (3×3 at stride 2 on 10×10 skips row
+/// and column 9):
+/// ```compile_fail,E0080
+/// use acktr_core::env::Pcg64;
+/// use acktr_core::{Activation, ActorCritic, ConvEncoder, HeadKind};
+/// type Enc = ConvEncoder<4, 8, 3, 2, 36, 10, 10, 4, 4, true>;
+/// let net = ActorCritic::<128, 32, 3, 1, 400, Enc>::new(
+///     Activation::Relu,
+///     HeadKind::Categorical,
+///     &mut Pcg64::from_seed(0),
+/// );
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ConvEncoder<
     const C: usize,
@@ -272,12 +285,15 @@ impl<
                 && N == C * K * K
                 && K <= H
                 && K <= W
+                && (H - K) % S == 0
+                && (W - K) % S == 0
                 && HO == conv_out(H, K, S)
                 && WO == conv_out(W, K, S)
                 && IN == C * H * W
                 && OBS == F * HO * WO,
-            "ConvEncoder needs N = C·K·K, Ho×Wo = conv_out(H, K, S)×conv_out(W, K, S), \
-             IN = C·H·W and OBS = F·Ho·Wo"
+            "ConvEncoder needs N = C·K·K, strides that tile the input ((H − K) and (W − K) \
+             multiples of S, so no edge row or column goes unread), Ho×Wo = conv_out(H, K, S)×\
+             conv_out(W, K, S), IN = C·H·W and OBS = F·Ho·Wo"
         );
     }
 
