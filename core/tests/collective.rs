@@ -13,7 +13,7 @@ use std::sync::{Arc, Barrier, Mutex};
 
 use acktr_core::env::Pcg64;
 use acktr_core::{Activation, ActorCritic, Config, Ending, HeadKind, Learner, SingleProcess, Step};
-use common::{CounterRng, Threads};
+use common::{rel_diff, CounterRng, Threads};
 use rand_core::SeedableRng;
 
 type Net = Learner<3, 16, 1, 2>;
@@ -43,27 +43,6 @@ fn state(l: &Net) -> Vec<Vec<f32>> {
     let mut out = Vec::new();
     l.visit_state_mut(|s| out.push(s.to_vec()));
     out
-}
-
-/// `max over slices of ‖a − b‖₂ / ‖b‖₂`.
-fn rel_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(a, b)| {
-            let n = b.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt();
-            let d = a
-                .iter()
-                .zip(b)
-                .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
-                .sum::<f64>()
-                .sqrt();
-            if d == 0.0 {
-                0.0
-            } else {
-                d / n
-            }
-        })
-        .fold(0.0, f64::max)
 }
 
 fn learner() -> Net {

@@ -36,7 +36,7 @@ use acktr_core::{
     ConvEncoder, Curvature, Encoder, Ending, Error, Forward, ForwardBlock, HeadKind, Learner,
     Optimizer, Rollout, Runner, SingleProcess, Step, UpdateStats,
 };
-use common::{CounterRng, Rng, Threads};
+use common::{rel_diff, CounterRng, Rng, Threads};
 use nalgebra::{DMatrix, DVector};
 use rand_core::{RngCore, SeedableRng};
 
@@ -975,23 +975,7 @@ fn state_rel_diff(a: &mut Learn<2>, b: &mut Learn<2>) -> f64 {
     let (mut sa, mut sb) = (Vec::new(), Vec::new());
     a.visit_state_mut(|s| sa.push(s.to_vec()));
     b.visit_state_mut(|s| sb.push(s.to_vec()));
-    sa.iter()
-        .zip(&sb)
-        .map(|(x, y)| {
-            let n = y.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt();
-            let d = x
-                .iter()
-                .zip(y)
-                .map(|(&p, &q)| (f64::from(p) - f64::from(q)).powi(2))
-                .sum::<f64>()
-                .sqrt();
-            if d == 0.0 {
-                0.0
-            } else {
-                d / n
-            }
-        })
-        .fold(0.0, f64::max)
+    rel_diff(&sa, &sb)
 }
 
 /// Two threads joined by an in-memory collective, each with half of every batch, take the

@@ -120,3 +120,24 @@ impl Collective for Threads {
         Ok(())
     }
 }
+
+/// `max over slices of ‖a − b‖₂ / ‖b‖₂`.
+pub fn rel_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(a, b)| {
+            let n = b.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt();
+            let d = a
+                .iter()
+                .zip(b)
+                .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            if d == 0.0 {
+                0.0
+            } else {
+                d / n
+            }
+        })
+        .fold(0.0, f64::max)
+}
