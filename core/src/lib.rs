@@ -79,6 +79,7 @@ mod format;
 mod head;
 mod kfac;
 mod learner;
+mod nets;
 mod policy;
 mod rollout;
 mod runner;
@@ -100,6 +101,10 @@ pub use format::{
 pub use head::{log_softmax, standard_normal, uniform01, HeadKind};
 pub use kfac::{damping_split, precondition, Curvature, InputFactor, OutputFactor};
 pub use learner::{Learner, UpdateStats};
+pub use nets::{
+    MinAtarSmall, MinAtarSmallEncoder, MinAtarSmallLearner, MINATAR_SMALL_LEARNER_BYTES,
+    MINATAR_SMALL_PARAMS,
+};
 pub use policy::{
     ActorCritic, Backward, BackwardBlock, Forward, ForwardBlock, SeparateActorCritic,
     SharedActorCritic, Trunk,
