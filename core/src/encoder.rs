@@ -24,7 +24,17 @@ use rand_core::RngCore;
 
 use crate::conv::{conv_out, Conv2d, ConvCurvature};
 use crate::dense::Activation;
+use crate::format::ConvSpec;
 use crate::Error;
+
+/// `v` as `u32`, `u32::MAX` if larger.
+const fn sat(v: usize) -> u32 {
+    if v > u32::MAX as usize {
+        u32::MAX
+    } else {
+        v as u32
+    }
+}
 
 /// The Kronecker factors of an [`Encoder`]: what [`Curvature`](crate::Curvature) does to its
 /// own factors, it does to these (after its own, in the same call).
@@ -95,6 +105,9 @@ pub trait Encoder<const IN: usize, const OBS: usize>: Copy + core::fmt::Debug + 
     type Curvature: EncoderCurvature;
     /// Empty statistics, no decomposition.
     const EMPTY_CURVATURE: Self::Curvature;
+    /// How the policy file describes it: `None` (no encoder, a version-1 file) or the
+    /// convolution a version-2 file carries.
+    const SPEC: Option<ConvSpec>;
 
     /// Initialised parameters (drawing from `rng` only if [`Encoder::TRAINABLE`]).
     fn init(rng: &mut impl RngCore) -> Self;
@@ -158,6 +171,7 @@ impl<const OBS: usize> Encoder<OBS, OBS> for Identity {
     type Lanes<const B: usize> = ();
     type Curvature = ();
     const EMPTY_CURVATURE: () = ();
+    const SPEC: Option<ConvSpec> = None;
 
     fn init(_rng: &mut impl RngCore) -> Self {
         Identity
@@ -351,6 +365,17 @@ impl<
     type Lanes<const B: usize> = ConvLanes<B, C, H, W, OBS>;
     type Curvature = ConvCurvature<N, F>;
     const EMPTY_CURVATURE: ConvCurvature<N, F> = ConvCurvature::new();
+    /// The sizes as `u32` (saturating: the policy file's writer refuses a size above
+    /// `u32::MAX` at compile time).
+    const SPEC: Option<ConvSpec> = Some(ConvSpec {
+        channels: sat(C),
+        filters: sat(F),
+        kernel: sat(K),
+        stride: sat(S),
+        height: sat(H),
+        width: sat(W),
+        channels_last: CHANNELS_LAST,
+    });
 
     /// Orthogonal weights with gain `√2` (as the hidden layers), zero biases.
     fn init(rng: &mut impl RngCore) -> Self {

@@ -1,23 +1,27 @@
 //! The policy file: one self-checking byte string holding an [`ActorCritic`] and an optional
 //! observation normaliser, written on a host and loaded into a fixed-size network anywhere.
-//! `docs/format.md` is the full specification; in short (version 1):
+//! `docs/format.md` is the full specification; in short:
 //!
 //! | bytes | field                                                        |
 //! |-------|--------------------------------------------------------------|
 //! | 4     | magic `ACKP`                                                 |
-//! | 2     | version, `u16` little-endian (`1`)                           |
+//! | 2     | version, `u16` little-endian (`1`: MLP, `2`: conv encoder)   |
 //! | 4     | body length `n`, `u32` little-endian                         |
 //! | `n`   | body: the postcard header, then the payload of `f32` LE       |
 //! | 4     | CRC-32C (Castagnoli) little-endian of every byte before it   |
 //!
 //! Reading checks, in this order: magic, version, length, CRC, header, payload length,
-//! finiteness, then (for [`read_policy`]) the compiled shape. Nothing the file says about
+//! finiteness, then (for [`read_policy`]) the compiled shape. An MLP (the [`Identity`](crate::Identity)
+//! encoder) is written as version 1, a net with a [`ConvEncoder`](crate::ConvEncoder) as
+//! version 2, whose header adds the convolution's [`ConvSpec`] after `obs_dim` and whose payload
+//! starts with its weights and biases. Nothing the file says about
 //! itself is trusted before its CRC has matched. No allocation: writing fills the caller's
 //! buffer, reading decodes each `f32` straight into the target arrays.
 
 use heapless::Vec as HVec;
 
 use crate::dense::Activation;
+use crate::encoder::Encoder;
 use crate::error::Error;
 use crate::head::HeadKind;
 use crate::policy::ActorCritic;
@@ -25,8 +29,12 @@ use crate::policy::ActorCritic;
 /// First four bytes of every policy file.
 pub const MAGIC: [u8; 4] = *b"ACKP";
 
-/// The format version this build writes, and the only one it reads.
-pub const VERSION: u16 = 1;
+/// The newest format version this build writes and reads. It reads every version from 1, and
+/// writes the lowest that can express the net: 1 for an MLP, 2 for a net with a conv encoder.
+pub const VERSION: u16 = 2;
+
+/// The version of a file without an encoder (an MLP).
+const VERSION_MLP: u16 = 1;
 
 /// Most hidden layers a version-1 file may describe.
 pub const MAX_HIDDEN_LAYERS: usize = 8;
@@ -37,7 +45,96 @@ const PREFIX_LEN: usize = 10;
 const CRC_LEN: usize = 4;
 /// Longest valid header: obs (5) + layer count (1) + sizes (5 each) + trunks (1) +
 /// activation (1) + head (1) + outputs (5) + normaliser flag (1).
-const MAX_HEADER_LEN: usize = 5 + 1 + 5 * MAX_HIDDEN_LAYERS + 1 + 1 + 1 + 5 + 1;
+/// Version 2 adds the encoder: kind (1) + six sizes (5 each) + layout (1).
+const MAX_HEADER_LEN: usize = 5 + 1 + 5 * MAX_HIDDEN_LAYERS + 1 + 1 + 1 + 5 + 1 + 1 + 6 * 5 + 1;
+
+/// Encoder kind code of a convolution (version 2's only kind; `0`, no encoder, is version 1).
+const ENCODER_CONV: u32 = 1;
+
+/// A version-2 file's encoder: one valid-padding convolution of `filters` kernels
+/// `kernel×kernel` over `channels` channels at stride `stride`, on a `height×width`
+/// observation read channel-first (`o[(c·H + r)·W + q]`) or channel-last
+/// (`o[(r·W + q)·C + c]`), then the net's activation and a channel-major flatten to
+/// [`ConvSpec::features`] trunk inputs (as [`ConvEncoder`](crate::ConvEncoder)).
+///
+/// Valid when every size is `≥ 1`, `kernel ≤ height, width` and the stride tiles the input
+/// (`(height − kernel)` and `(width − kernel)` multiples of `stride`), as the core's
+/// compile-time check requires; the observation size is `channels·height·width`.
+///
+/// ```
+/// use acktr_core::{ConvSpec, Encoder, MinAtarSmallEncoder};
+/// let spec = <MinAtarSmallEncoder as Encoder<400, 64>>::SPEC.unwrap();
+/// assert_eq!((spec.channels, spec.filters, spec.kernel, spec.stride), (4, 4, 4, 2));
+/// assert_eq!((spec.out_height(), spec.out_width(), spec.features()), (4, 4, 64));
+/// assert_eq!((spec.obs_dim(), spec.params()), (400, 260));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvSpec {
+    /// Input channels `C`.
+    pub channels: u32,
+    /// Filters `F` (output channels).
+    pub filters: u32,
+    /// Kernel side `K`.
+    pub kernel: u32,
+    /// Stride `S`.
+    pub stride: u32,
+    /// Observation height `H`.
+    pub height: u32,
+    /// Observation width `W`.
+    pub width: u32,
+    /// The observation is channel-last (HWC, MinAtar's); channel-first (CHW) otherwise.
+    pub channels_last: bool,
+}
+
+impl ConvSpec {
+    /// Every size `≥ 1`, the kernel inside the input and a stride that tiles it.
+    pub const fn is_valid(&self) -> bool {
+        let (k, s) = (self.kernel, self.stride);
+        self.channels > 0
+            && self.filters > 0
+            && k > 0
+            && s > 0
+            && k <= self.height
+            && k <= self.width
+            && (self.height - k) % s == 0
+            && (self.width - k) % s == 0
+    }
+
+    /// Output height `⌊(H − K)/S⌋ + 1` (0 if the kernel does not fit).
+    pub const fn out_height(&self) -> u64 {
+        crate::conv_out(
+            self.height as usize,
+            self.kernel as usize,
+            self.stride as usize,
+        ) as u64
+    }
+
+    /// Output width `⌊(W − K)/S⌋ + 1` (0 if the kernel does not fit).
+    pub const fn out_width(&self) -> u64 {
+        crate::conv_out(
+            self.width as usize,
+            self.kernel as usize,
+            self.stride as usize,
+        ) as u64
+    }
+
+    /// The trunks' input size `F·Ho·Wo`.
+    pub const fn features(&self) -> u64 {
+        self.filters as u64 * self.out_height() * self.out_width()
+    }
+
+    /// The observation size `C·H·W`.
+    pub const fn obs_dim(&self) -> u64 {
+        self.channels as u64 * self.height as u64 * self.width as u64
+    }
+
+    /// Parameters `F·(C·K·K + 1)`: the weights (`F×N` row-major, `N = C·K·K`), then a bias per
+    /// filter.
+    pub const fn params(&self) -> u64 {
+        let k = self.kernel as u64;
+        self.filters as u64 * (self.channels as u64 * k * k + 1)
+    }
+}
 
 /// Observation normalisation applied before the network: `x̂ᵢ = (xᵢ − meanᵢ) / stdᵢ`.
 ///
@@ -81,12 +178,16 @@ impl<const OBS: usize> ObsNorm<OBS> {
 /// Every trunk is the chain `obs_dim → hidden[0] → … → hidden[last]` with the same activation
 /// after every hidden layer; the policy head maps the last hidden layer (of trunk 0) to
 /// `actions` outputs, the value head (of trunk `trunks − 1`) to one.
+/// A version-2 file has an `encoder` between the observation and the trunks, whose input is
+/// then [`ConvSpec::features`] wide instead of `obs_dim`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PolicyHeader {
-    /// Format version of the file (always [`VERSION`] for a file this build reads).
+    /// Format version of the file: `1` (no encoder) or `2` (with one).
     pub version: u16,
-    /// Observation size.
+    /// Observation size (the encoder's input in a version-2 file).
     pub obs_dim: u32,
+    /// The convolution in front of the trunks (version 2), `None` in version 1.
+    pub encoder: Option<ConvSpec>,
     /// Hidden layer widths, input side first.
     pub hidden: HVec<u32, MAX_HIDDEN_LAYERS>,
     /// `1` (one trunk shared by both heads) or `2` (policy trunk, value trunk).
@@ -99,8 +200,8 @@ pub struct PolicyHeader {
     pub actions: u32,
     /// The file carries an [`ObsNorm`].
     pub normalized: bool,
-    /// Network parameters stored: weights, biases and, for a Gaussian head only, the log-std
-    /// (the normaliser is not counted).
+    /// Network parameters stored: the encoder's, weights, biases and, for a Gaussian head only,
+    /// the log-std (the normaliser is not counted).
     pub num_params: u64,
     /// Total length of the file in bytes.
     pub file_len: usize,
@@ -148,36 +249,81 @@ const fn varint_len(v: usize) -> usize {
     n
 }
 
-/// Compile-time check that the network fits the format's `u32` sizes and `T ∈ {1, 2}`.
-struct Fits<const OBS: usize, const H: usize, const P: usize, const T: usize>;
+/// Compile-time check that the network fits the format's `u32` sizes and `T ∈ {1, 2}`, and
+/// that an encoder's description agrees with the net's sizes (`IN = C·H·W`, `OBS = F·Ho·Wo`).
+struct Fits<
+    const OBS: usize,
+    const H: usize,
+    const P: usize,
+    const T: usize,
+    const IN: usize,
+    E: Encoder<IN, OBS>,
+>(E);
 
-impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Fits<OBS, H, P, T> {
+impl<
+        const OBS: usize,
+        const H: usize,
+        const P: usize,
+        const T: usize,
+        const IN: usize,
+        E: Encoder<IN, OBS>,
+    > Fits<OBS, H, P, T, IN, E>
+{
     const OK: () = assert!(
         (T == 1 || T == 2)
             && OBS <= u32::MAX as usize
+            && IN <= u32::MAX as usize
             && H <= u32::MAX as usize
-            && P <= u32::MAX as usize,
-        "the policy file needs T = 1 or 2 and sizes that fit in u32"
+            && P <= u32::MAX as usize
+            && match E::SPEC {
+                None => IN == OBS && E::PARAMS == 0,
+                Some(c) => {
+                    c.is_valid()
+                        && c.obs_dim() == IN as u64
+                        && c.features() == OBS as u64
+                        && c.params() == E::PARAMS as u64
+                }
+            },
+        "the policy file needs T = 1 or 2, sizes that fit in u32 and an encoder it can describe"
     );
 }
 
 /// Exact length of the file [`write_policy`] writes for `net` (and `norm`), in bytes:
 /// `10 + header + 4·floats + 4`, where `floats` counts
-/// `2·OBS` (if `norm`) `+ T·(H·OBS + H + H·H + H) + P·H + P + H + 1 + P` (the last `P`, the
-/// log-std, only for a Gaussian head). A `const fn`, so it can size a buffer.
-pub const fn encoded_len<const OBS: usize, const H: usize, const P: usize, const T: usize>(
-    net: &ActorCritic<OBS, H, P, T>,
-    norm: Option<&ObsNorm<OBS>>,
+/// `2·IN` (if `norm`) `+ E + T·(H·OBS + H + H·H + H) + P·H + P + H + 1 + P` (`E` the
+/// encoder's parameters, `F·(C·K·K + 1)` for a convolution; the last `P`, the log-std, only for
+/// a Gaussian head). A `const fn`, so it can size a buffer.
+pub const fn encoded_len<
+    const OBS: usize,
+    const H: usize,
+    const P: usize,
+    const T: usize,
+    const IN: usize,
+    E: Encoder<IN, OBS>,
+>(
+    net: &ActorCritic<OBS, H, P, T, IN, E>,
+    norm: Option<&ObsNorm<IN>>,
 ) -> usize {
     let gaussian = matches!(net.head, HeadKind::Gaussian);
     // obs, layer count, two sizes, trunks, activation, head, outputs, normaliser flag.
-    let header = varint_len(OBS) + 1 + 2 * varint_len(H) + 1 + 1 + 1 + varint_len(P) + 1;
-    let mut floats = T * (H * OBS + H + H * H + H) + P * H + P + H + 1;
+    let mut header = varint_len(IN) + 1 + 2 * varint_len(H) + 1 + 1 + 1 + varint_len(P) + 1;
+    if let Some(c) = E::SPEC {
+        // kind, six sizes, layout.
+        header += 1
+            + varint_len(c.channels as usize)
+            + varint_len(c.filters as usize)
+            + varint_len(c.kernel as usize)
+            + varint_len(c.stride as usize)
+            + varint_len(c.height as usize)
+            + varint_len(c.width as usize)
+            + 1;
+    }
+    let mut floats = E::PARAMS + T * (H * OBS + H + H * H + H) + P * H + P + H + 1;
     if gaussian {
         floats += P;
     }
     if norm.is_some() {
-        floats += 2 * OBS;
+        floats += 2 * IN;
     }
     PREFIX_LEN + header + 4 * floats + CRC_LEN
 }
@@ -185,9 +331,11 @@ pub const fn encoded_len<const OBS: usize, const H: usize, const P: usize, const
 /// Write `net` (and `norm`) as a policy file into `out`; returns the bytes used, exactly
 /// [`encoded_len`]. Only `out[..len]` is written.
 ///
-/// The payload order is the normaliser (`mean`, then `std`), then for each trunk its first
-/// layer (`W` row-major `H×OBS`, then `b`) and second layer (`H×H`, `b`), then the policy head
-/// (`P×H`, `b`), the value head (`1×H`, `b`) and, for a Gaussian head only, the log-std.
+/// The payload order is the normaliser (`mean`, then `std`), then the encoder's parameters
+/// (a convolution's `W` row-major `F×C·K·K`, then `b`; version 2 only), then for each trunk its
+/// first layer (`W` row-major `H×OBS`, then `b`) and second layer (`H×H`, `b`), then the policy
+/// head (`P×H`, `b`), the value head (`1×H`, `b`) and, for a Gaussian head only, the log-std.
+/// An MLP ([`Identity`](crate::Identity) encoder) is written as version 1, a conv net as version 2.
 ///
 /// # Errors
 /// - [`Error::SerializeNonFinite`]: a parameter (log-std included) or a normaliser value is
@@ -207,13 +355,20 @@ pub const fn encoded_len<const OBS: usize, const H: usize, const P: usize, const
 /// let (back, norm) = read_policy::<4, 32, 2, 1>(&buf[..n]).unwrap();
 /// assert_eq!((back, norm), (net, None));
 /// ```
-pub fn write_policy<const OBS: usize, const H: usize, const P: usize, const T: usize>(
-    net: &ActorCritic<OBS, H, P, T>,
-    norm: Option<&ObsNorm<OBS>>,
+pub fn write_policy<
+    const OBS: usize,
+    const H: usize,
+    const P: usize,
+    const T: usize,
+    const IN: usize,
+    E: Encoder<IN, OBS>,
+>(
+    net: &ActorCritic<OBS, H, P, T, IN, E>,
+    norm: Option<&ObsNorm<IN>>,
     out: &mut [u8],
 ) -> Result<usize, Error> {
     #[allow(clippy::let_unit_value)]
-    let () = Fits::<OBS, H, P, T>::OK;
+    let () = Fits::<OBS, H, P, T, IN, E>::OK;
     if norm.is_some_and(|n| !n.is_valid()) {
         return Err(Error::SerializeNonFinite);
     }
@@ -221,7 +376,7 @@ pub fn write_policy<const OBS: usize, const H: usize, const P: usize, const T: u
     let _ = hidden.push(H as u32); // capacity MAX_HIDDEN_LAYERS ≥ 2
     let _ = hidden.push(H as u32);
     let arch = PolicyArch {
-        obs_dim: OBS as u32,
+        obs_dim: IN as u32,
         hidden,
         trunks: T as u32,
         activation: net.activation,
@@ -229,7 +384,10 @@ pub fn write_policy<const OBS: usize, const H: usize, const P: usize, const T: u
         actions: P as u32,
         normalized: norm.is_some(),
     };
-    let mut parts: HVec<&[f32], { 4 * 2 + 5 }> = HVec::new();
+    let mut parts: HVec<&[f32], { crate::policy::MAX_SLICES }> = HVec::new();
+    for p in net.encoder.slices() {
+        let _ = parts.push(p); // capacity 2 + 4·T + 5 with T ≤ 2
+    }
     for t in net.trunks.iter() {
         for p in [
             t.l1.w.as_flattened(),
@@ -237,7 +395,7 @@ pub fn write_policy<const OBS: usize, const H: usize, const P: usize, const T: u
             t.l2.w.as_flattened(),
             &t.l2.b,
         ] {
-            let _ = parts.push(p); // capacity 4·T + 5 with T ≤ 2
+            let _ = parts.push(p);
         }
     }
     for p in [
@@ -251,7 +409,8 @@ pub fn write_policy<const OBS: usize, const H: usize, const P: usize, const T: u
     if net.head == HeadKind::Gaussian {
         let _ = parts.push(&net.log_std);
     }
-    write_policy_parts(&arch, &parts, norm.map(|n| (&n.mean[..], &n.std[..])), out)
+    let norm = norm.map(|n| (&n.mean[..], &n.std[..]));
+    write_parts(E::SPEC.as_ref(), &arch, &parts, norm, out)
 }
 
 /// Write a policy whose sizes are known only at run time: `arch` describes it, `parts` are its
@@ -269,7 +428,36 @@ pub fn write_policy_parts(
     norm: Option<(&[f32], &[f32])>,
     out: &mut [u8],
 ) -> Result<usize, Error> {
-    let (params, floats) = counts(arch).ok_or(Error::SerializeShapeMismatch)?;
+    write_parts(None, arch, parts, norm, out)
+}
+
+/// [`write_policy_parts`] for a net with a convolution `conv` in front of its trunks: a
+/// version-2 file. `arch.obs_dim` is the observation size (`conv.obs_dim()`), the trunks'
+/// input is `conv.features()`, and `parts` start with the convolution's weights (`F×C·K·K`
+/// row-major, PyTorch's `weight.flatten()`) and biases.
+///
+/// # Errors
+/// As [`write_policy_parts`]; an invalid `conv` ([`ConvSpec::is_valid`]) or one whose
+/// `obs_dim()` is not `arch.obs_dim` is [`Error::SerializeShapeMismatch`].
+pub fn write_conv_policy_parts(
+    conv: &ConvSpec,
+    arch: &PolicyArch,
+    parts: &[&[f32]],
+    norm: Option<(&[f32], &[f32])>,
+    out: &mut [u8],
+) -> Result<usize, Error> {
+    write_parts(Some(conv), arch, parts, norm, out)
+}
+
+/// [`write_policy_parts`] and [`write_conv_policy_parts`].
+fn write_parts(
+    enc: Option<&ConvSpec>,
+    arch: &PolicyArch,
+    parts: &[&[f32]],
+    norm: Option<(&[f32], &[f32])>,
+    out: &mut [u8],
+) -> Result<usize, Error> {
+    let (params, floats) = counts(enc, arch).ok_or(Error::SerializeShapeMismatch)?;
     let given: u64 = parts.iter().map(|p| p.len() as u64).sum();
     let norm_ok = match norm {
         Some((m, sd)) => {
@@ -300,7 +488,7 @@ pub fn write_policy_parts(
         buf: &mut header,
         pos: 0,
     };
-    encode_header(&mut hw, arch)?;
+    encode_header(&mut hw, enc, arch)?;
     let header_len = hw.pos;
     let len = PREFIX_LEN + header_len + 4 * floats as usize + CRC_LEN;
     let body_len =
@@ -308,7 +496,8 @@ pub fn write_policy_parts(
     let out = out.get_mut(..len).ok_or(Error::SerializeBufferFull)?;
     let mut w = Writer { buf: out, pos: 0 };
     w.bytes(&MAGIC)?;
-    w.bytes(&VERSION.to_le_bytes())?;
+    let version = if enc.is_some() { VERSION } else { VERSION_MLP };
+    w.bytes(&version.to_le_bytes())?;
     w.bytes(&body_len.to_le_bytes())?;
     w.bytes(&header[..header_len])?;
     if let Some((m, sd)) = norm {
@@ -325,13 +514,23 @@ pub fn write_policy_parts(
 
 /// Bytes [`write_policy_parts`] writes for `arch`; `None` if the sizes overflow.
 pub fn encoded_len_parts(arch: &PolicyArch) -> Option<usize> {
-    let (_, floats) = counts(arch)?;
+    len_parts(None, arch)
+}
+
+/// Bytes [`write_conv_policy_parts`] writes for `conv` and `arch`; `None` if the sizes
+/// overflow or `conv` does not fit `arch` (invalid, or another observation size).
+pub fn encoded_len_conv_parts(conv: &ConvSpec, arch: &PolicyArch) -> Option<usize> {
+    len_parts(Some(conv), arch)
+}
+
+fn len_parts(enc: Option<&ConvSpec>, arch: &PolicyArch) -> Option<usize> {
+    let (_, floats) = counts(enc, arch)?;
     let mut header = [0u8; MAX_HEADER_LEN];
     let mut hw = Writer {
         buf: &mut header,
         pos: 0,
     };
-    encode_header(&mut hw, arch).ok()?;
+    encode_header(&mut hw, enc, arch).ok()?;
     usize::try_from(floats)
         .ok()?
         .checked_mul(4)?
@@ -347,18 +546,24 @@ pub fn encoded_len_parts(arch: &PolicyArch) -> Option<usize> {
 /// [`Error::DeserializeTruncated`] if `prefix` is shorter than 10 bytes (or the length does not
 /// fit in `usize`).
 pub fn file_len(prefix: &[u8]) -> Result<usize, Error> {
+    read_prefix(prefix).map(|(_, len)| len)
+}
+
+/// The version and total length from the first 10 bytes ([`file_len`]).
+fn read_prefix(prefix: &[u8]) -> Result<(u16, usize), Error> {
     let m = prefix.len().min(MAGIC.len());
     if prefix.get(..m) != MAGIC.get(..m) {
         return Err(Error::DeserializeBadMagic);
     }
     let (&[_, _, _, _, v0, v1], rest) = split::<6>(prefix)?;
     let version = u16::from_le_bytes([v0, v1]);
-    if version != VERSION {
+    if !(VERSION_MLP..=VERSION).contains(&version) {
         return Err(Error::DeserializeUnsupportedVersion(version));
     }
     let (&len, _) = split::<4>(rest)?;
     let total = u64::from(u32::from_le_bytes(len)) + (PREFIX_LEN + CRC_LEN) as u64;
-    usize::try_from(total).map_err(|_| Error::DeserializeTruncated)
+    let total = usize::try_from(total).map_err(|_| Error::DeserializeTruncated)?;
+    Ok((version, total))
 }
 
 /// Check a whole policy file (magic, version, length, CRC, header, payload length, finite
@@ -375,13 +580,16 @@ pub fn read_header(bytes: &[u8]) -> Result<PolicyHeader, Error> {
     parse(bytes).map(|(h, _)| h)
 }
 
-/// Load a policy file into a new network of the compiled sizes; returns it with the
+/// Load a policy file into a new MLP of the compiled sizes; returns it with the
 /// normaliser if the file has one. Activation and head kind come from the file (check
 /// `net.head` if the caller needs a particular one). A categorical file leaves `log_std` at 0.
+/// A net with an encoder (a version-2 file) loads with [`read_policy_into`], e.g. into
+/// [`MinAtarSmall::zeros`](crate::MinAtarSmall).
 ///
 /// # Errors
 /// Everything [`read_header`] reports, then [`Error::DeserializeShapeMismatch`] naming the
-/// first dimension that differs: `"obs dim"`, `"hidden layers"` (this network has 2),
+/// first dimension that differs: `"obs dim"`, `"encoder"` (expected 0: this network has none;
+/// found 1: the file has a convolution), `"hidden layers"` (this network has 2),
 /// `"hidden layer 1 size"`, `"hidden layer 2 size"`, `"trunks"`, `"actions"` (categorical) or
 /// `"action dim"` (Gaussian).
 pub fn read_policy<const OBS: usize, const H: usize, const P: usize, const T: usize>(
@@ -393,19 +601,66 @@ pub fn read_policy<const OBS: usize, const H: usize, const P: usize, const T: us
 }
 
 /// [`read_policy`] into an existing network (no network-sized temporary on the stack, which
-/// matters on a microcontroller). The whole file is checked before `net` is touched: on error
-/// `net` is unchanged.
+/// matters on a microcontroller), with or without an encoder. The whole file is checked before
+/// `net` is touched: on error `net` is unchanged.
+///
+/// ```
+/// use acktr_core::{encoded_len, read_policy_into, write_policy, Activation, HeadKind,
+///                  MinAtarSmall};
+/// # use acktr_core::env::Pcg64;
+/// # use rand_core::SeedableRng;
+/// let net = MinAtarSmall::new(Activation::Relu, HeadKind::Categorical, &mut Pcg64::from_seed(0));
+/// let mut file = vec![0u8; encoded_len(&net, None)];
+/// let n = write_policy(&net, None, &mut file).unwrap();
+/// assert_eq!(&file[..6], b"ACKP\x02\x00"); // a conv net: version 2
+/// let mut back = MinAtarSmall::zeros(Activation::Tanh, HeadKind::Categorical);
+/// assert_eq!(read_policy_into(&file[..n], &mut back), Ok(None));
+/// assert_eq!(back, net);
+/// ```
 ///
 /// # Errors
-/// As [`read_policy`].
-pub fn read_policy_into<const OBS: usize, const H: usize, const P: usize, const T: usize>(
+/// As [`read_policy`]; with an encoder, the dimensions compared are `"obs dim"` (the
+/// observation, `C·H·W`), `"encoder"` (expected 1, found 0 for a version-1 file), then
+/// `"conv channels"`, `"conv filters"`, `"conv kernel"`, `"conv stride"`, `"conv height"`,
+/// `"conv width"`, `"conv layout"` (0 channel-first, 1 channel-last), then the trunks' as for
+/// an MLP.
+pub fn read_policy_into<
+    const OBS: usize,
+    const H: usize,
+    const P: usize,
+    const T: usize,
+    const IN: usize,
+    E: Encoder<IN, OBS>,
+>(
     bytes: &[u8],
-    net: &mut ActorCritic<OBS, H, P, T>,
-) -> Result<Option<ObsNorm<OBS>>, Error> {
+    net: &mut ActorCritic<OBS, H, P, T, IN, E>,
+) -> Result<Option<ObsNorm<IN>>, Error> {
     #[allow(clippy::let_unit_value)]
-    let () = Fits::<OBS, H, P, T>::OK;
+    let () = Fits::<OBS, H, P, T, IN, E>::OK;
     let (h, payload) = parse(bytes)?;
-    expect("obs dim", OBS, h.obs_dim)?;
+    expect("obs dim", IN, h.obs_dim)?;
+    expect(
+        "encoder",
+        usize::from(E::SPEC.is_some()),
+        u32::from(h.encoder.is_some()),
+    )?;
+    if let (Some(want), Some(have)) = (E::SPEC, h.encoder) {
+        for (what, w, f) in [
+            ("conv channels", want.channels, have.channels),
+            ("conv filters", want.filters, have.filters),
+            ("conv kernel", want.kernel, have.kernel),
+            ("conv stride", want.stride, have.stride),
+            ("conv height", want.height, have.height),
+            ("conv width", want.width, have.width),
+            (
+                "conv layout",
+                u32::from(want.channels_last),
+                u32::from(have.channels_last),
+            ),
+        ] {
+            expect(what, w as usize, f)?;
+        }
+    }
     expect("hidden layers", 2, h.hidden.len() as u32)?;
     for (what, &size) in ["hidden layer 1 size", "hidden layer 2 size"]
         .into_iter()
@@ -432,6 +687,9 @@ pub fn read_policy_into<const OBS: usize, const H: usize, const P: usize, const 
     };
     net.activation = h.activation;
     net.head = h.head;
+    for p in net.encoder.slices_mut() {
+        r.fill(p);
+    }
     for t in net.trunks.iter_mut() {
         r.fill(t.l1.w.as_flattened_mut());
         r.fill(&mut t.l1.b);
@@ -485,6 +743,15 @@ pub struct PolicyArch {
 
 type Arch = PolicyArch;
 
+/// Wire code of an observation layout.
+const fn layout_code(channels_last: bool) -> u32 {
+    if channels_last {
+        1
+    } else {
+        0
+    }
+}
+
 /// Wire codes: fixed here, independent of the enums' declaration order.
 const fn activation_code(a: Activation) -> u32 {
     match a {
@@ -501,8 +768,16 @@ const fn head_code(h: HeadKind) -> u32 {
     }
 }
 
-fn encode_header(w: &mut Writer<'_>, a: &Arch) -> Result<(), Error> {
+/// The header: version 1's fields, with (version 2) the encoder after `obs_dim`.
+fn encode_header(w: &mut Writer<'_>, enc: Option<&ConvSpec>, a: &Arch) -> Result<(), Error> {
     w.varint(a.obs_dim)?;
+    if let Some(c) = enc {
+        w.varint(ENCODER_CONV)?;
+        for v in [c.channels, c.filters, c.kernel, c.stride, c.height, c.width] {
+            w.varint(v)?;
+        }
+        w.varint(layout_code(c.channels_last))?;
+    }
     w.varint(a.hidden.len() as u32)?;
     for &h in a.hidden.iter() {
         w.varint(h)?;
@@ -514,10 +789,41 @@ fn encode_header(w: &mut Writer<'_>, a: &Arch) -> Result<(), Error> {
     w.postcard(&a.normalized)
 }
 
-/// Decode and validate the header at the start of `body`; returns it and its length.
-fn decode_header(body: &[u8]) -> Result<(Arch, usize), Error> {
+/// Decode and validate the header of a file of `version` at the start of `body`; returns it,
+/// its encoder and its length.
+fn decode_header(version: u16, body: &[u8]) -> Result<(Arch, Option<ConvSpec>, usize), Error> {
     let mut r = body;
     let obs_dim: u32 = take(&mut r)?;
+    let enc = if version >= VERSION {
+        if take::<u32>(&mut r)? != ENCODER_CONV {
+            return Err(Error::DeserializeMalformed);
+        }
+        let mut s = [0u32; 6];
+        for v in s.iter_mut() {
+            *v = take(&mut r)?;
+        }
+        let channels_last = match take::<u32>(&mut r)? {
+            0 => false,
+            1 => true,
+            _ => return Err(Error::DeserializeMalformed),
+        };
+        let [channels, filters, kernel, stride, height, width] = s;
+        let c = ConvSpec {
+            channels,
+            filters,
+            kernel,
+            stride,
+            height,
+            width,
+            channels_last,
+        };
+        if !c.is_valid() || c.obs_dim() != u64::from(obs_dim) {
+            return Err(Error::DeserializeMalformed);
+        }
+        Some(c)
+    } else {
+        None
+    };
     let layers: u32 = take(&mut r)?;
     if layers as usize > MAX_HIDDEN_LAYERS {
         return Err(Error::DeserializeMalformed);
@@ -556,12 +862,19 @@ fn decode_header(body: &[u8]) -> Result<(Arch, usize), Error> {
         actions,
         normalized,
     };
-    Ok((arch, body.len() - r.len()))
+    Ok((arch, enc, body.len() - r.len()))
 }
 
-/// Number of network parameters and of payload `f32`s the header implies; `None` on overflow.
-fn counts(a: &Arch) -> Option<(u64, u64)> {
-    let mut prev = u64::from(a.obs_dim);
+/// Number of network parameters and of payload `f32`s the header implies; `None` on overflow
+/// or an encoder that does not fit `a.obs_dim`.
+fn counts(enc: Option<&ConvSpec>, a: &Arch) -> Option<(u64, u64)> {
+    let (mut prev, enc_params) = match enc {
+        None => (u64::from(a.obs_dim), 0),
+        Some(c) if c.is_valid() && c.obs_dim() == u64::from(a.obs_dim) => {
+            (c.features(), c.params())
+        }
+        Some(_) => return None,
+    };
     let mut per_trunk = 0u64;
     for &h in a.hidden.iter() {
         let h = u64::from(h);
@@ -574,7 +887,8 @@ fn counts(a: &Arch) -> Option<(u64, u64)> {
     let params = per_trunk
         .checked_mul(u64::from(a.trunks))?
         .checked_add(heads)?
-        .checked_add(log_std)?;
+        .checked_add(log_std)?
+        .checked_add(enc_params)?;
     let norm = if a.normalized {
         2 * u64::from(a.obs_dim)
     } else {
@@ -585,7 +899,7 @@ fn counts(a: &Arch) -> Option<(u64, u64)> {
 
 /// Every check that needs no compiled sizes; returns the header and the payload bytes.
 fn parse(bytes: &[u8]) -> Result<(PolicyHeader, &[u8]), Error> {
-    let len = file_len(bytes)?;
+    let (version, len) = read_prefix(bytes)?;
     if bytes.len() < len {
         return Err(Error::DeserializeTruncated);
     }
@@ -602,20 +916,20 @@ fn parse(bytes: &[u8]) -> Result<(PolicyHeader, &[u8]), Error> {
     let body = covered
         .get(PREFIX_LEN..)
         .ok_or(Error::DeserializeMalformed)?;
-    let (arch, header_len) = decode_header(body)?;
+    let (arch, enc, header_len) = decode_header(version, body)?;
     // One encoding per header: no overlong varints.
     let mut canon = [0u8; MAX_HEADER_LEN];
     let mut w = Writer {
         buf: &mut canon,
         pos: 0,
     };
-    encode_header(&mut w, &arch).map_err(|_| Error::DeserializeMalformed)?;
+    encode_header(&mut w, enc.as_ref(), &arch).map_err(|_| Error::DeserializeMalformed)?;
     let canon_len = w.pos;
     if canon.get(..canon_len) != body.get(..header_len) {
         return Err(Error::DeserializeMalformed);
     }
     let payload = body.get(header_len..).ok_or(Error::DeserializeMalformed)?;
-    let (num_params, floats) = counts(&arch).ok_or(Error::DeserializeMalformed)?;
+    let (num_params, floats) = counts(enc.as_ref(), &arch).ok_or(Error::DeserializeMalformed)?;
     if floats.checked_mul(4) != Some(payload.len() as u64) {
         return Err(Error::DeserializeMalformed);
     }
@@ -633,8 +947,9 @@ fn parse(bytes: &[u8]) -> Result<(PolicyHeader, &[u8]), Error> {
         }
     }
     let header = PolicyHeader {
-        version: VERSION,
+        version,
         obs_dim: arch.obs_dim,
+        encoder: enc,
         hidden: arch.hidden,
         trunks: arch.trunks,
         activation: arch.activation,

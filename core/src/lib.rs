@@ -94,9 +94,9 @@ pub use dense::{Activation, Dense};
 pub use encoder::{ConvEncoder, ConvLanes, Encoder, EncoderCurvature, Identity};
 pub use error::Error;
 pub use format::{
-    crc32c, encoded_len, encoded_len_parts, file_len, read_header, read_policy, read_policy_into,
-    write_policy, write_policy_parts, ObsNorm, PolicyArch, PolicyHeader, MAGIC, MAX_HIDDEN_LAYERS,
-    VERSION,
+    crc32c, encoded_len, encoded_len_conv_parts, encoded_len_parts, file_len, read_header,
+    read_policy, read_policy_into, write_conv_policy_parts, write_policy, write_policy_parts,
+    ConvSpec, ObsNorm, PolicyArch, PolicyHeader, MAGIC, MAX_HIDDEN_LAYERS, VERSION,
 };
 pub use head::{log_softmax, standard_normal, uniform01, HeadKind};
 pub use kfac::{damping_split, precondition, Curvature, InputFactor, OutputFactor};

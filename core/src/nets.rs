@@ -10,7 +10,7 @@ use crate::{ActorCritic, ConvEncoder, Learner};
 pub type MinAtarSmallEncoder = ConvEncoder<4, 4, 4, 2, 64, 10, 10, 4, 4, true>;
 
 /// The small MinAtar actor-critic: [`MinAtarSmallEncoder`] → one shared 32-32 trunk (ReLU) →
-/// a categorical head over 3 actions (Breakout's) and a value; 4,231 parameters
+/// a categorical head over 3 actions (Breakout's) and a value; 3,531 parameters
 /// ([`MINATAR_SMALL_PARAMS`]). Built with `Activation::Relu` and `HeadKind::Categorical`.
 pub type MinAtarSmall = ActorCritic<64, 32, 3, 1, 400, MinAtarSmallEncoder>;
 

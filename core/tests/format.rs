@@ -9,9 +9,10 @@
 mod common;
 
 use acktr_core::{
-    encoded_len, file_len, read_header, read_policy, read_policy_into, write_policy, Activation,
-    ActorCritic, Error, HeadKind, ObsNorm, SeparateActorCritic, SharedActorCritic, MAGIC,
-    MAX_HIDDEN_LAYERS, VERSION,
+    encoded_len, encoded_len_conv_parts, encoded_len_parts, file_len, read_header, read_policy,
+    read_policy_into, write_conv_policy_parts, write_policy, write_policy_parts, Activation,
+    ActorCritic, ConvEncoder, ConvSpec, Encoder, Error, HeadKind, MinAtarSmall, ObsNorm,
+    PolicyArch, SeparateActorCritic, SharedActorCritic, MAGIC, MAX_HIDDEN_LAYERS, VERSION,
 };
 use common::Rng;
 use proptest::prelude::*;
@@ -98,8 +99,13 @@ impl Spec {
 
 /// Magic, version 1, body length, body, CRC-32C of all that.
 fn file_from_body(body: &[u8]) -> Vec<u8> {
+    file_from_body_v(1, body)
+}
+
+/// Magic, `version`, body length, body, CRC-32C of all that.
+fn file_from_body_v(version: u16, body: &[u8]) -> Vec<u8> {
     let mut f = b"ACKP".to_vec();
-    f.extend_from_slice(&1u16.to_le_bytes());
+    f.extend_from_slice(&version.to_le_bytes());
     f.extend_from_slice(&(body.len() as u32).to_le_bytes());
     f.extend_from_slice(body);
     let crc = crc32c(&f);
@@ -379,7 +385,8 @@ fn roundtrip<const OBS: usize, const H: usize, const P: usize, const T: usize>(
     );
 
     let h = read_header(&bytes).unwrap();
-    assert_eq!(h.version, VERSION);
+    assert_eq!(h.version, 1, "an MLP is written as version 1");
+    assert_eq!(h.encoder, None);
     assert_eq!(h.obs_dim as usize, OBS);
     assert_eq!(h.hidden.as_slice(), &[H as u32, H as u32]);
     assert_eq!(h.trunks as usize, T);
@@ -597,8 +604,10 @@ fn each_corruption_has_its_own_error() {
     assert_eq!(read(b"AC"), Err(Error::DeserializeTruncated));
 
     let mut f = good.clone();
-    f[4] = 2;
-    assert_eq!(read(&f), Err(Error::DeserializeUnsupportedVersion(2)));
+    f[4] = 3;
+    assert_eq!(read(&f), Err(Error::DeserializeUnsupportedVersion(3)));
+    f[4] = 2; // a version this build reads, but the CRC covers the version
+    assert_eq!(read(&f), Err(Error::DeserializeBadChecksum));
     f[4..6].copy_from_slice(&0x0100u16.to_le_bytes());
     assert_eq!(read(&f), Err(Error::DeserializeUnsupportedVersion(256)));
 
@@ -968,7 +977,7 @@ fn failed_read_leaves_the_network_alone() {
         None,
     );
     assert!(matches!(
-        read_policy_into::<2, 3, 2, 1>(&other, &mut net),
+        read_policy_into(&other, &mut net),
         Err(Error::DeserializeShapeMismatch {
             what: "actions",
             ..
@@ -1003,8 +1012,13 @@ fn sample_files() -> Vec<Vec<u8>> {
             &random_net::<4, 8, 2, 2>(Activation::Tanh, HeadKind::Gaussian, 11),
             Some(&random_norm::<4>(12)),
         ),
+        write_conv(&golden_conv(), None),
+        write_conv(&random_conv(13), Some(&random_norm::<12>(14))),
     ]
 }
+
+/// Number of [`sample_files`].
+const SAMPLES: usize = 5;
 
 /// Try the bytes as a file of every sample's shape (and as a header); returns whether any
 /// reader accepted them. Panics are the failure proptest looks for.
@@ -1013,7 +1027,9 @@ fn try_all(b: &[u8]) -> bool {
     let a = read_policy::<2, 3, 2, 1>(b).is_ok();
     let c = read_policy::<1, 1, 1, 2>(b).is_ok();
     let d = read_policy::<4, 8, 2, 2>(b).is_ok();
-    if a || c || d {
+    let mut conv = ConvNet::zeros(Activation::Tanh, HeadKind::Categorical);
+    let e = read_policy_into(b, &mut conv).is_ok();
+    if a || c || d || e {
         assert!(h, "a file that loads must have a valid header");
     }
     h
@@ -1026,15 +1042,19 @@ proptest! {
     fn random_bytes_never_panic(b in prop::collection::vec(any::<u8>(), 0..400)) {
         prop_assert!(!try_all(&b));
         // The same behind a valid prefix, so the length and CRC paths are reached.
-        let mut f = b"ACKP\x01\x00".to_vec();
-        f.extend_from_slice(&b);
-        try_all(&f);
+        for version in [b"\x01\x00", b"\x02\x00"] {
+            let mut f = b"ACKP".to_vec();
+            f.extend_from_slice(version);
+            f.extend_from_slice(&b);
+            try_all(&f);
+        }
     }
 
     #[test]
     fn checksummed_random_bodies_never_panic(body in prop::collection::vec(any::<u8>(), 0..200)) {
         // Passes the CRC: exercises the header parser on arbitrary input.
         try_all(&file_from_body(&body));
+        try_all(&file_from_body_v(2, &body));
     }
 
     #[test]
@@ -1057,7 +1077,7 @@ proptest! {
     }
 
     #[test]
-    fn truncations_are_truncated(which in 0usize..3, cut in any::<prop::sample::Index>()) {
+    fn truncations_are_truncated(which in 0usize..SAMPLES, cut in any::<prop::sample::Index>()) {
         let f = &sample_files()[which];
         let n = cut.index(f.len());
         prop_assert_eq!(read_header(&f[..n]), Err(Error::DeserializeTruncated));
@@ -1066,7 +1086,7 @@ proptest! {
 
     #[test]
     fn mutations_are_caught(
-        which in 0usize..3,
+        which in 0usize..SAMPLES,
         edits in prop::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 1..6),
     ) {
         let good = &sample_files()[which];
@@ -1082,7 +1102,7 @@ proptest! {
 
     #[test]
     fn splices_are_caught(
-        which in 0usize..3, other in 0usize..3,
+        which in 0usize..SAMPLES, other in 0usize..SAMPLES,
         a in any::<prop::sample::Index>(), b in any::<prop::sample::Index>(),
         c in any::<prop::sample::Index>(), d in any::<prop::sample::Index>(),
         junk in prop::collection::vec(any::<u8>(), 0..16),
@@ -1101,5 +1121,523 @@ proptest! {
                 prop_assert!(!try_all(&f));
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------- version 2: a conv encoder
+
+/// The conv net of the version-2 tests: 2 channels 3 high × 2 wide, channel-last, 2 filters
+/// 2×2 at stride 1 (2×1 outputs, 4 features), one 2-2 trunk, 2 actions. Height ≠ width and
+/// 2 channels so that a swapped size or layout shows.
+type ConvEnc = ConvEncoder<2, 2, 2, 1, 8, 3, 2, 2, 1, true>;
+type ConvNet = ActorCritic<4, 2, 2, 1, 12, ConvEnc>;
+
+/// Conv header fields as raw wire values: the MLP part (`mlp.obs` is the observation size)
+/// and `[kind, C, F, K, S, H, W, layout]`.
+#[derive(Clone, Debug)]
+struct Spec2 {
+    mlp: Spec,
+    conv: [u32; 8],
+}
+
+impl Spec2 {
+    fn header(&self) -> Vec<u8> {
+        let mut h = Vec::new();
+        varint(self.mlp.obs.into(), &mut h);
+        for &v in &self.conv {
+            varint(v.into(), &mut h);
+        }
+        let mut obs = Vec::new();
+        varint(self.mlp.obs.into(), &mut obs);
+        h.extend_from_slice(&self.mlp.header()[obs.len()..]);
+        h
+    }
+
+    /// Payload floats: the normaliser (of the observation), `F·(C·K·K + 1)`, then the MLP's
+    /// with the trunks' input `F·Ho·Wo`.
+    fn floats(&self) -> u64 {
+        let [_, c, f, k, s, h, w, _] = self.conv.map(u64::from);
+        let (ho, wo) = ((h - k) / s + 1, (w - k) / s + 1);
+        let mlp = Spec {
+            obs: (f * ho * wo) as u32,
+            norm: 0,
+            ..self.mlp.clone()
+        };
+        let norm = if self.mlp.norm == 1 {
+            2 * u64::from(self.mlp.obs)
+        } else {
+            0
+        };
+        norm + f * (c * k * k + 1) + mlp.floats()
+    }
+
+    fn file(&self, floats: &[f32]) -> Vec<u8> {
+        let mut body = self.header();
+        for v in floats {
+            body.extend_from_slice(&v.to_le_bytes());
+        }
+        file_from_body_v(2, &body)
+    }
+}
+
+fn conv_base() -> Spec2 {
+    Spec2 {
+        mlp: Spec {
+            obs: 12,
+            hidden: vec![2, 2],
+            trunks: 1,
+            act: 1,
+            head: 0,
+            actions: 2,
+            norm: 0,
+        },
+        conv: [1, 2, 2, 2, 1, 3, 2, 1],
+    }
+}
+
+/// The payload of a conv net in the spec's order, read field by field.
+fn conv_floats(net: &ConvNet, norm: Option<&ObsNorm<12>>) -> Vec<f32> {
+    let mut v = Vec::new();
+    if let Some(n) = norm {
+        v.extend_from_slice(&n.mean);
+        v.extend_from_slice(&n.std);
+    }
+    for f in 0..2 {
+        v.extend_from_slice(&net.encoder.conv.w[f]); // (c·K + i)·K + j
+    }
+    v.extend_from_slice(&net.encoder.conv.b);
+    let t = &net.trunks[0];
+    t.l1.w.iter().for_each(|r| v.extend_from_slice(r));
+    v.extend_from_slice(&t.l1.b);
+    t.l2.w.iter().for_each(|r| v.extend_from_slice(r));
+    v.extend_from_slice(&t.l2.b);
+    net.pi.w.iter().for_each(|r| v.extend_from_slice(r));
+    v.extend_from_slice(&net.pi.b);
+    v.extend_from_slice(&net.v.w[0]);
+    v.push(net.v.b[0]);
+    v
+}
+
+/// Relu, categorical; the k-th stored parameter (file order) is `(k − 20)·0.25`.
+fn golden_conv() -> ConvNet {
+    let mut net = ConvNet::zeros(Activation::Relu, HeadKind::Categorical);
+    let mut k = 0.0f32;
+    let mut next = || {
+        let v = (k - 20.0) * 0.25;
+        k += 1.0;
+        v
+    };
+    let e = &mut net.encoder.conv;
+    e.w.iter_mut().flatten().for_each(|p| *p = next());
+    e.b.iter_mut().for_each(|p| *p = next());
+    let t = &mut net.trunks[0];
+    t.l1.w.iter_mut().flatten().for_each(|p| *p = next());
+    t.l1.b.iter_mut().for_each(|p| *p = next());
+    t.l2.w.iter_mut().flatten().for_each(|p| *p = next());
+    t.l2.b.iter_mut().for_each(|p| *p = next());
+    net.pi.w.iter_mut().flatten().for_each(|p| *p = next());
+    net.pi.b.iter_mut().for_each(|p| *p = next());
+    net.v.w.iter_mut().flatten().for_each(|p| *p = next());
+    net.v.b.iter_mut().for_each(|p| *p = next());
+    net
+}
+
+fn random_conv(seed: u64) -> ConvNet {
+    let mut rng = Rng(seed);
+    let mut net = ConvNet::new(Activation::Tanh, HeadKind::Categorical, &mut rng);
+    net.map_mut(|p| *p += rng.sym());
+    net.log_std = [0.0; 2];
+    net
+}
+
+fn write_conv(net: &ConvNet, norm: Option<&ObsNorm<12>>) -> Vec<u8> {
+    let mut buf = vec![0u8; encoded_len(net, norm)];
+    let n = write_policy(net, norm, &mut buf).expect("write");
+    assert_eq!(n, buf.len());
+    buf
+}
+
+const GOLDEN_CONV: &str = "
+    41434b50 0200 bd000000
+    0c 01 02 02 02 01 03 02 01 02020201010002 00
+    0000a0c0 000098c0 000090c0 000088c0 000080c0 000070c0 000060c0 000050c0
+    000040c0 000030c0 000020c0 000010c0 000000c0 0000e0bf 0000c0bf 0000a0bf
+    000080bf 000040bf 000000bf 000080be 00000000 0000803e 0000003f 0000403f
+    0000803f 0000a03f 0000c03f 0000e03f 00000040 00001040 00002040 00003040
+    00004040 00005040 00006040 00007040 00008040 00008840 00009040 00009840
+    0000a040 0000a840 0000b040
+    9ad09987
+    ";
+
+#[test]
+fn golden_conv_channel_last() {
+    assert_eq!(VERSION, 2);
+    let net = golden_conv();
+    let bytes = write_conv(&net, None);
+    // Field by field, from the spec.
+    assert_eq!(bytes.len(), 10 + 17 + 43 * 4 + 4);
+    assert_eq!(&bytes[4..6], &[0x02, 0x00]); // version 2: an encoder
+    assert_eq!(&bytes[6..10], &[189, 0, 0, 0]); // 17 header + 43 floats · 4
+                                                // obs 12 | conv kind 1, C 2, F 2, K 2, S 1, H 3, W 2, channel-last 1 |
+                                                // 2 layers: 2, 2 | 1 trunk | relu 1 | categorical 0 | 2 actions | no norm
+    assert_eq!(
+        &bytes[10..27],
+        &[12, 1, 2, 2, 2, 1, 3, 2, 1, 2, 2, 2, 1, 1, 0, 2, 0]
+    );
+    assert_eq!(&bytes[27..31], &(-5.0f32).to_le_bytes()); // conv W[0][0] = (0 − 20)·0.25
+    assert_eq!(&bytes[27 + 4 * 16..27 + 4 * 17], &(-1.0f32).to_le_bytes()); // conv b[0]
+    assert_eq!(&bytes[27 + 4 * 42..27 + 4 * 43], &5.5f32.to_le_bytes()); // b_v
+    assert_eq!(&bytes[199..203], &crc32c(&bytes[..199]).to_le_bytes());
+    let spec = conv_base();
+    assert_eq!(spec.floats(), 43);
+    assert_eq!(bytes, spec.file(&conv_floats(&net, None)));
+    // The pinned bytes, both ways.
+    assert_eq!(bytes, hex(GOLDEN_CONV), "golden bytes changed");
+    let mut back = ConvNet::zeros(Activation::Tanh, HeadKind::Gaussian);
+    assert_eq!(read_policy_into(&hex(GOLDEN_CONV), &mut back), Ok(None));
+    assert_eq!(back, net);
+
+    let h = read_header(&bytes).unwrap();
+    assert_eq!(h.version, 2);
+    assert_eq!(h.obs_dim, 12);
+    assert_eq!(
+        h.encoder,
+        Some(ConvSpec {
+            channels: 2,
+            filters: 2,
+            kernel: 2,
+            stride: 1,
+            height: 3,
+            width: 2,
+            channels_last: true
+        })
+    );
+    assert_eq!(h.num_params, 43);
+    assert_eq!(h.num_params as usize, ConvNet::num_params() - 2); // no log-std stored
+}
+
+#[test]
+fn conv_roundtrip_with_normaliser_and_the_parts_writer() {
+    let net = random_conv(21);
+    let norm = random_norm::<12>(22);
+    let bytes = write_conv(&net, Some(&norm));
+    let mut spec = conv_base();
+    spec.mlp.act = 0;
+    spec.mlp.norm = 1;
+    assert_eq!(bytes, spec.file(&conv_floats(&net, Some(&norm))));
+    let mut back = ConvNet::zeros(Activation::Relu, HeadKind::Gaussian);
+    back.log_std = [3.0; 2];
+    assert_eq!(read_policy_into(&bytes, &mut back), Ok(Some(norm)));
+    assert_eq!(back, net);
+
+    // The run-time writer (the tch backend's) gives the same bytes.
+    let conv = <ConvEnc as Encoder<12, 4>>::SPEC.unwrap();
+    let arch = PolicyArch {
+        obs_dim: 12,
+        hidden: heapless::Vec::from_slice(&[2, 2]).unwrap(),
+        trunks: 1,
+        activation: Activation::Tanh,
+        head: HeadKind::Categorical,
+        actions: 2,
+        normalized: true,
+    };
+    let floats = conv_floats(&net, None);
+    assert_eq!(encoded_len_conv_parts(&conv, &arch), Some(bytes.len()));
+    let mut buf = vec![0u8; bytes.len()];
+    let n = write_conv_policy_parts(
+        &conv,
+        &arch,
+        &[&floats],
+        Some((&norm.mean, &norm.std)),
+        &mut buf,
+    );
+    assert_eq!(n, Ok(bytes.len()));
+    assert_eq!(buf, bytes);
+    // Parts that do not add up, an encoder that does not fit the observation, or an invalid
+    // one are refused.
+    assert_eq!(
+        write_conv_policy_parts(
+            &conv,
+            &arch,
+            &[&floats[1..]],
+            Some((&norm.mean, &norm.std)),
+            &mut buf
+        ),
+        Err(Error::SerializeShapeMismatch)
+    );
+    let other = PolicyArch {
+        obs_dim: 13,
+        ..arch.clone()
+    };
+    assert_eq!(encoded_len_conv_parts(&conv, &other), None);
+    for bad in [
+        ConvSpec { kernel: 0, ..conv },
+        ConvSpec { kernel: 4, ..conv },
+        ConvSpec {
+            stride: 2,
+            height: 4,
+            width: 2,
+            channels: 3,
+            ..conv
+        }, // (4 − 2) % 2 = 0 but obs 24
+        ConvSpec { stride: 2, ..conv }, // (3 − 2) % 2 ≠ 0: a row unread
+    ] {
+        assert_eq!(
+            write_conv_policy_parts(
+                &bad,
+                &arch,
+                &[&floats],
+                Some((&norm.mean, &norm.std)),
+                &mut buf
+            ),
+            Err(Error::SerializeShapeMismatch),
+            "{bad:?}"
+        );
+    }
+    // An MLP written through the parts writer stays version 1.
+    let mlp = PolicyArch {
+        obs_dim: 4,
+        normalized: false,
+        ..arch
+    };
+    let n = encoded_len_parts(&mlp).unwrap();
+    let mut buf = vec![0u8; n];
+    assert_eq!(
+        write_policy_parts(&mlp, &[&floats[18..]], None, &mut buf),
+        Ok(n)
+    );
+    assert_eq!(&buf[4..6], &[1, 0]);
+}
+
+#[test]
+fn minatar_small_roundtrip() {
+    // 10 + 18 header (obs 400 takes 2 bytes) + 4 · 3,528 floats (no log-std) + 4.
+    let mut rng = Rng(5);
+    let net = MinAtarSmall::new(Activation::Relu, HeadKind::Categorical, &mut rng);
+    assert_eq!(encoded_len(&net, None), 10 + 18 + 4 * 3528 + 4);
+    let mut buf = vec![0u8; encoded_len(&net, None)];
+    let n = write_policy(&net, None, &mut buf).unwrap();
+    let mut back = MinAtarSmall::zeros(Activation::Tanh, HeadKind::Categorical);
+    read_policy_into(&buf[..n], &mut back).unwrap();
+    assert_eq!(back, net);
+}
+
+#[test]
+fn conv_shape_mismatch_names_the_dimension() {
+    let mut into = random_conv(3);
+    let before = into;
+    let mut mismatch = |f: &[u8]| read_policy_into(f, &mut into).map(|_| ()).unwrap_err();
+    // [kind, C, F, K, S, H, W, layout], each with the observation size 12 (C·H·W) of the net.
+    // (A stride mismatch needs another net: with K 2 on 3×2 only stride 1 tiles.)
+    let cases = [
+        ("conv channels", 2, 1, [1, 1, 2, 2, 1, 3, 4, 1]),
+        ("conv filters", 2, 3, [1, 2, 3, 2, 1, 3, 2, 1]),
+        ("conv kernel", 2, 1, [1, 2, 2, 1, 1, 3, 2, 1]),
+        ("conv height", 3, 2, [1, 2, 2, 2, 1, 2, 3, 1]),
+        ("conv layout", 1, 0, [1, 2, 2, 2, 1, 3, 2, 0]),
+    ];
+    for (what, expected, found, conv) in cases {
+        let s = Spec2 {
+            conv,
+            ..conv_base()
+        };
+        let f = s.file(&vec![0.5; s.floats() as usize]);
+        assert!(read_header(&f).is_ok(), "{what}");
+        assert_eq!(
+            mismatch(&f),
+            Error::DeserializeShapeMismatch {
+                what,
+                expected,
+                found
+            },
+        );
+    }
+    // A version-1 file of the same observation size into the conv net.
+    let v1 = Spec {
+        obs: 12,
+        ..conv_base().mlp
+    };
+    let f = file_from(&v1.header(), &vec![0.5; v1.floats() as usize]);
+    assert_eq!(
+        mismatch(&f),
+        Error::DeserializeShapeMismatch {
+            what: "encoder",
+            expected: 1,
+            found: 0
+        }
+    );
+    // The trunks are compared after the encoder.
+    let mut s = conv_base();
+    s.mlp.hidden = vec![2, 3];
+    let f = s.file(&vec![0.5; s.floats() as usize]);
+    assert_eq!(
+        mismatch(&f),
+        Error::DeserializeShapeMismatch {
+            what: "hidden layer 2 size",
+            expected: 2,
+            found: 3
+        }
+    );
+    assert_eq!(into, before, "a refused file leaves the net alone");
+    // A version-2 file into an MLP of the observation's size.
+    assert_eq!(
+        read_policy::<12, 2, 2, 1>(&write_conv(&golden_conv(), None)).map(|_| ()),
+        Err(Error::DeserializeShapeMismatch {
+            what: "encoder",
+            expected: 0,
+            found: 1
+        })
+    );
+}
+
+#[test]
+fn conv_malformed_but_checksummed() {
+    let base = conv_base();
+    let good = |s: &Spec2| s.file(&vec![0.25; s.floats() as usize]);
+    assert!(read_header(&good(&base)).is_ok());
+    let with = |i: usize, v: u32| {
+        let mut s = base.clone();
+        s.conv[i] = v;
+        s
+    };
+    for (name, s) in [
+        ("kind 0", with(0, 0)),
+        ("kind 2", with(0, 2)),
+        ("channels 0", with(1, 0)),
+        ("filters 0", with(2, 0)),
+        ("kernel 0", with(3, 0)),
+        ("kernel above the width", with(3, 3)),
+        ("stride 0", with(4, 0)),
+        ("height 0", with(5, 0)),
+        ("width 0", with(6, 0)),
+        ("layout 2", with(7, 2)),
+        (
+            "obs dim ≠ C·H·W",
+            Spec2 {
+                mlp: Spec {
+                    obs: 13,
+                    ..base.mlp.clone()
+                },
+                ..base.clone()
+            },
+        ),
+    ] {
+        // floats() needs a geometry: give the others a payload of the base's length.
+        let [_, c, f, k, st, h, w, _] = s.conv;
+        let geometry = c.min(f).min(k).min(st).min(h).min(w) >= 1 && k <= h.min(w);
+        let n = if geometry { s.floats() } else { base.floats() };
+        let f = s.file(&vec![0.25; n as usize]);
+        assert_eq!(read_header(&f), Err(Error::DeserializeMalformed), "{name}");
+    }
+    // A stride that leaves a row unread (H 3, K 2, S 2), with the payload it would imply.
+    let mut s = base.clone();
+    s.conv = [1, 2, 2, 2, 2, 3, 2, 1];
+    let f = s.file(&vec![0.25; s.floats() as usize]);
+    assert_eq!(read_header(&f), Err(Error::DeserializeMalformed));
+    // One float short or long.
+    let n = base.floats() as usize;
+    for m in [n - 1, n + 1, 0] {
+        assert_eq!(
+            read_header(&base.file(&vec![0.25; m])),
+            Err(Error::DeserializeMalformed)
+        );
+    }
+    // A version-2 header under version 1, and a version-1 header under version 2.
+    let floats: Vec<u8> = vec![0.25f32; n]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let mut body = base.header();
+    body.extend_from_slice(&floats);
+    assert_eq!(
+        read_header(&file_from_body_v(1, &body)),
+        Err(Error::DeserializeMalformed)
+    );
+    let v1 = Spec {
+        obs: 12,
+        ..base.mlp.clone()
+    };
+    let mut body = v1.header();
+    body.extend(std::iter::repeat_n(0u8, 4 * v1.floats() as usize));
+    assert_eq!(
+        read_header(&file_from_body_v(2, &body)),
+        Err(Error::DeserializeMalformed)
+    );
+    // An overlong varint in the encoder (C 2 as 0x82 0x00).
+    let h = base.header();
+    let mut body = h[..2].to_vec();
+    body.extend_from_slice(&[0x82, 0x00]);
+    body.extend_from_slice(&h[3..]);
+    body.extend_from_slice(&floats);
+    assert_eq!(
+        read_header(&file_from_body_v(2, &body)),
+        Err(Error::DeserializeMalformed)
+    );
+    // Non-finite conv weights.
+    let mut fl = vec![0.25f32; n];
+    fl[3] = f32::NAN;
+    assert_eq!(
+        read_header(&base.file(&fl)),
+        Err(Error::DeserializeNonFinite)
+    );
+}
+
+#[test]
+fn conv_every_prefix_and_bit_flip() {
+    let good = write_conv(&golden_conv(), None);
+    let mut net = ConvNet::zeros(Activation::Tanh, HeadKind::Categorical);
+    for n in 0..good.len() {
+        assert_eq!(
+            read_header(&good[..n]),
+            Err(Error::DeserializeTruncated),
+            "prefix {n}"
+        );
+    }
+    for byte in 0..good.len() {
+        for bit in 0..8 {
+            let mut f = good.clone();
+            f[byte] ^= 1 << bit;
+            let e = read_policy_into(&f, &mut net).map(|_| ()).unwrap_err();
+            let expected_ok = match byte {
+                0..=3 => e == Error::DeserializeBadMagic,
+                4..=5 => matches!(
+                    e,
+                    Error::DeserializeUnsupportedVersion(_) | Error::DeserializeBadChecksum
+                ),
+                6..=9 => matches!(e, Error::DeserializeTruncated | Error::DeserializeMalformed),
+                _ => e == Error::DeserializeBadChecksum,
+            };
+            assert!(expected_ok, "byte {byte} bit {bit}: {e:?}");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    #[test]
+    fn random_conv_headers_load_iff_valid(
+        kind in 0u32..3, c in 0u32..3, f in 0u32..3, k in 0u32..4, s in 0u32..3,
+        h in 0u32..5, w in 0u32..5, layout in 0u32..3, obs_delta in -1i64..=1,
+        hidden in prop::collection::vec(0u32..3, 0..3), extra in -1i64..=1,
+    ) {
+        let geometry = c >= 1 && f >= 1 && k >= 1 && s >= 1 && k <= h && k <= w
+            && (h - k) % s == 0 && (w - k) % s == 0;
+        let obs = (i64::from(c * h * w) + obs_delta).max(0) as u32;
+        let spec = Spec2 {
+            mlp: Spec { obs, hidden, trunks: 1, act: 1, head: 0, actions: 2, norm: 0 },
+            conv: [kind, c, f, k, s, h, w, layout],
+        };
+        let n = if geometry { spec.floats() as i64 } else { 40 };
+        let file = spec.file(&vec![0.5; (n + extra).max(0) as usize]);
+        let valid = geometry && kind == 1 && layout < 2 && obs_delta == 0 && obs >= 1
+            && spec.mlp.hidden.iter().all(|&x| x >= 1) && extra == 0;
+        prop_assert_eq!(read_header(&file).is_ok(), valid);
+        if valid {
+            let hd = read_header(&file).unwrap();
+            prop_assert_eq!(hd.file_len, file.len());
+            prop_assert_eq!(hd.num_params, spec.floats());
+        }
+        try_all(&file);
     }
 }
