@@ -118,21 +118,26 @@ impl ConvSpec {
         ) as u64
     }
 
-    /// The trunks' input size `F·Ho·Wo`.
+    /// The trunks' input size `F·Ho·Wo` (saturating at `u64::MAX`).
     pub const fn features(&self) -> u64 {
-        self.filters as u64 * self.out_height() * self.out_width()
+        (self.filters as u64)
+            .saturating_mul(self.out_height())
+            .saturating_mul(self.out_width())
     }
 
-    /// The observation size `C·H·W`.
+    /// The observation size `C·H·W` (saturating at `u64::MAX`).
     pub const fn obs_dim(&self) -> u64 {
-        self.channels as u64 * self.height as u64 * self.width as u64
+        (self.channels as u64)
+            .saturating_mul(self.height as u64)
+            .saturating_mul(self.width as u64)
     }
 
     /// Parameters `F·(C·K·K + 1)`: the weights (`F×N` row-major, `N = C·K·K`), then a bias per
-    /// filter.
+    /// filter (saturating at `u64::MAX`).
     pub const fn params(&self) -> u64 {
         let k = self.kernel as u64;
-        self.filters as u64 * (self.channels as u64 * k * k + 1)
+        let n = (self.channels as u64).saturating_mul(k).saturating_mul(k);
+        (self.filters as u64).saturating_mul(n.saturating_add(1))
     }
 }
 

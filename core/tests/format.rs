@@ -1529,6 +1529,24 @@ fn conv_malformed_but_checksummed() {
         let f = s.file(&vec![0.25; n as usize]);
         assert_eq!(read_header(&f), Err(Error::DeserializeMalformed), "{name}");
     }
+    // Sizes whose products overflow u64 (C·H·W, F·Ho·Wo, F·C·K·K): refused, no overflow.
+    for conv in [
+        [1, u32::MAX, 1, 1, 1, u32::MAX, u32::MAX, 0],
+        [1, 1, u32::MAX, 1, 1, u32::MAX, u32::MAX, 0],
+        [1, u32::MAX, u32::MAX, u32::MAX, 1, u32::MAX, u32::MAX, 0],
+    ] {
+        let mlp = Spec {
+            obs: u32::MAX,
+            ..base.mlp.clone()
+        };
+        let s = Spec2 { mlp, conv };
+        let f = s.file(&[0.25; 8]);
+        assert_eq!(
+            read_header(&f),
+            Err(Error::DeserializeMalformed),
+            "{conv:?}"
+        );
+    }
     // A stride that leaves a row unread (H 3, K 2, S 2), with the payload it would imply.
     let mut s = base.clone();
     s.conv = [1, 2, 2, 2, 2, 3, 2, 1];
