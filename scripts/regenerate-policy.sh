@@ -7,7 +7,11 @@
 #   bash scripts/regenerate-policy.sh [DIR]      (DIR defaults to firmware-demo/policy)
 #
 # It also writes DIR/cartpole-16x16.ackp, a valid file of another shape (4-16-16, one update of
-# training) that the `bad-policy-shape` build of the firmware embeds: the core must refuse it.
+# training) that the `bad-policy-shape` build of the firmware embeds: the core must refuse it,
+# and DIR/minatar-breakout.ackp, the conv policy the Breakout firmware (firmware-demo/breakout/)
+# embeds: MinAtarSmall (conv 4 filters 4x4 stride 2, 32-32 ReLU) trained on MinAtar/Breakout-v1
+# for 1M env steps, seed 0, ACKTR with the paper's settings, 16 envs x 5 steps, written as a
+# version-2 policy file by the core's own trainer (the example `minatar_small_policy`; about 20 s).
 #
 # Every setting is passed explicitly on top of `--preset fast` (whose critic options are off:
 # one joint trust region, as a shared trunk needs), so a later change to the CartPole preset
@@ -23,6 +27,7 @@ cd "$(dirname "$0")/.."
 dir="${1:-firmware-demo/policy}"
 mkdir -p "$dir"
 cargo build --release -p acktr-host --quiet
+cargo build --release -p acktr-core --example minatar_small_policy --quiet
 run="$(mktemp -d)"
 trap 'rm -rf "$run"' EXIT
 
@@ -43,3 +48,5 @@ target/release/acktr train --quiet --out "$run/shape" \
   --arch mlp --hidden 16,16 --separate false --activation tanh \
   --num-envs 16 --num-steps 20 --total-steps 320 --checkpoint-every 0 --eval-episodes 0
 target/release/acktr export "$run/shape" -o "$dir/cartpole-16x16.ackp"
+
+target/release/examples/minatar_small_policy "$dir/minatar-breakout.ackp" 0 1000000
