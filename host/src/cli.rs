@@ -36,7 +36,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train a policy; writes a run folder (config, monitor.csv, progress.csv, TensorBoard
-    /// events, checkpoints, policy.ackp for MLP policies).
+    /// events, checkpoints, policy.ackp for MLP and minatar-small policies).
     Train(Box<TrainArgs>),
     /// Evaluate a run's policy.
     Eval {
@@ -49,7 +49,8 @@ enum Command {
         #[arg(long, default_value_t = 12_345)]
         seed: u64,
     },
-    /// Export a run's MLP policy to acktr-core's policy file (what the firmware loads).
+    /// Export a run's policy (MLP, or the minatar-small conv net as a version-2 file) to
+    /// acktr-core's policy file (what the firmware loads).
     Export {
         /// Run folder.
         run: PathBuf,
@@ -132,10 +133,24 @@ fn run(cli: Cli, given: &[String]) -> anyhow::Result<()> {
             crate::run::checkpoint::write_atomic(&out, &bytes)
                 .context("writing the policy file")?;
             let h = acktr_core::read_header(&bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let encoder = h.encoder.map_or(String::new(), |c| {
+                format!(
+                    ", conv {}×{}×{} stride {} on {}×{}×{} ({})",
+                    c.filters,
+                    c.kernel,
+                    c.kernel,
+                    c.stride,
+                    c.height,
+                    c.width,
+                    c.channels,
+                    if c.channels_last { "HWC" } else { "CHW" }
+                )
+            });
             println!(
-                "{}: {} bytes; obs {}, hidden {:?}, {} trunk(s), {:?}, {:?} head with {} outputs",
+                "{}: {} bytes, version {}; obs {}{encoder}, hidden {:?}, {} trunk(s), {:?}, {:?} head with {} outputs",
                 out.display(),
                 bytes.len(),
+                h.version,
                 h.obs_dim,
                 h.hidden.as_slice(),
                 h.trunks,

@@ -3,18 +3,20 @@
 //!
 //! Compile-time sizes meet a run-time CLI through a table of instantiations: every built-in
 //! environment's (observation, action) sizes × hidden widths [`HIDDEN`] × shared/separate
-//! trunks, two equal hidden layers (the paper's 64-64 family). Anything else falls back to the
-//! libtorch backend (or is refused with the list of what is built in).
+//! trunks, two equal hidden layers (the paper's 64-64 family), and the small MinAtar conv net
+//! ([`MinAtarSmall`], `--arch minatar-small`) for MinAtar/Breakout-v1. Anything else falls back
+//! to the libtorch backend (or is refused with the list of what is built in).
 
 use acktr_core::env::Pcg64;
 use acktr_core::{
-    Activation, ActorCritic, Collective, Config, Forward, ForwardBlock, HeadKind, Learner,
-    SingleProcess, Step, UpdateStats,
+    Activation, ActorCritic, Collective, Config, Encoder, Forward, ForwardBlock, HeadKind,
+    Identity, Learner, MinAtarSmall, MinAtarSmallEncoder, SingleProcess, Step, UpdateStats,
 };
 use rand_core::SeedableRng;
 
 use crate::agent::{blob, bytes_f32, f32_bytes, Agent, HostRollout};
 use crate::error::{HostError, Result};
+use crate::settings::ArchArg;
 
 /// Hidden widths compiled in.
 pub const HIDDEN: [usize; 5] = [16, 32, 64, 128, 256];
@@ -25,13 +27,28 @@ pub const HIDDEN: [usize; 5] = [16, 32, 64, 128, 256];
 /// 1.44 s with 32 (docs/performance.md).
 pub const BLOCK: usize = 16;
 
-/// A core learner as an [`Agent`].
-pub struct NativeAgent<const OBS: usize, const H: usize, const P: usize, const T: usize> {
-    learner: Box<Learner<OBS, H, P, T>>,
+/// A core learner as an [`Agent`]: an MLP (`IN = OBS`, the [`Identity`] encoder) or a net
+/// whose encoder `E` maps the `IN` observation numbers to the trunks' `OBS` inputs.
+///
+/// Image observations come from the host's environments channel-first (`obs_shape`
+/// `[C, H, W]`, PyTorch's layout); a channel-last conv encoder (MinAtar's HWC, as the core's
+/// environments and the firmware give them) gets each one transposed on the way in. An MLP
+/// reads its observations as they are.
+pub struct NativeAgent<
+    const OBS: usize,
+    const H: usize,
+    const P: usize,
+    const T: usize,
+    const IN: usize = OBS,
+    E: Encoder<IN, OBS> = Identity,
+> {
+    learner: Box<Learner<OBS, H, P, T, IN, E>>,
     /// The learner before the last update (restored when it fails).
-    backup: Box<Learner<OBS, H, P, T>>,
+    backup: Box<Learner<OBS, H, P, T, IN, E>>,
     rng: Pcg64,
-    steps: Vec<Step<OBS, P>>,
+    steps: Vec<Step<IN, P>>,
+    /// The encoder's per-block buffers (nothing for an MLP).
+    lanes: Box<E::Lanes<BLOCK>>,
     block: Box<ForwardBlock<OBS, H, P, T, BLOCK>>,
     single: Box<Forward<OBS, H, P, T>>,
     /// The sampled acts' forward passes since the last update, in rollout order: the update
@@ -43,17 +60,26 @@ pub struct NativeAgent<const OBS: usize, const H: usize, const P: usize, const T
     aligned: bool,
 }
 
-impl<const OBS: usize, const H: usize, const P: usize, const T: usize> NativeAgent<OBS, H, P, T> {
+impl<
+        const OBS: usize,
+        const H: usize,
+        const P: usize,
+        const T: usize,
+        const IN: usize,
+        E: Encoder<IN, OBS>,
+    > NativeAgent<OBS, H, P, T, IN, E>
+{
     /// A fresh policy (core initialisation, seeded).
     pub fn new(config: Config, activation: Activation, head: HeadKind, seed: u64) -> Result<Self> {
         let mut rng = Pcg64::seed_from_u64(seed);
-        let net = ActorCritic::<OBS, H, P, T>::new(activation, head, &mut rng);
+        let net = ActorCritic::<OBS, H, P, T, IN, E>::new(activation, head, &mut rng);
         let learner = Box::new(Learner::new(config, net)?);
         Ok(Self {
             backup: learner.clone(),
             learner,
             rng,
             steps: Vec::new(),
+            lanes: Box::new(E::lanes::<BLOCK>()),
             block: Box::new(ForwardBlock::zeros()),
             single: Box::new(Forward::zeros()),
             stored: Vec::new(),
@@ -63,21 +89,42 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> NativeAge
     }
 
     /// The core learner (for tests: the backend adds no maths of its own).
-    pub fn learner(&self) -> &Learner<OBS, H, P, T> {
+    pub fn learner(&self) -> &Learner<OBS, H, P, T, IN, E> {
         &self.learner
     }
 
-    fn obs_at(obs: &[f32], i: usize) -> Result<[f32; OBS]> {
-        obs.get(i * OBS..(i + 1) * OBS)
-            .and_then(|s| <[f32; OBS]>::try_from(s).ok())
+    /// Observation `i` of a batch, in the encoder's layout (see the type's docs).
+    fn obs_at(obs: &[f32], i: usize) -> Result<[f32; IN]> {
+        let o = obs
+            .get(i * IN..(i + 1) * IN)
+            .and_then(|s| <[f32; IN]>::try_from(s).ok())
             .ok_or_else(|| {
-                HostError::InvalidSetting(format!("observation batch is not a multiple of {OBS}"))
-            })
+                HostError::InvalidSetting(format!("observation batch is not a multiple of {IN}"))
+            })?;
+        // A constant per instantiation: an MLP returns `o` as it is.
+        Ok(match E::SPEC {
+            Some(c) if c.channels_last => {
+                let (ch, hw) = (c.channels as usize, (c.height * c.width) as usize);
+                // CHW `o[c·HW + p]` → HWC `x[p·C + c]`.
+                let mut x = [0.0; IN];
+                for (k, v) in o.iter().enumerate() {
+                    x[(k % hw) * ch + k / hw] = *v;
+                }
+                x
+            }
+            _ => o,
+        })
     }
 }
 
-impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Agent
-    for NativeAgent<OBS, H, P, T>
+impl<
+        const OBS: usize,
+        const H: usize,
+        const P: usize,
+        const T: usize,
+        const IN: usize,
+        E: Encoder<IN, OBS>,
+    > Agent for NativeAgent<OBS, H, P, T, IN, E>
 {
     fn act(&mut self, obs: &[f32], n: usize, deterministic: bool) -> Result<(Vec<f32>, Vec<f32>)> {
         let mut actions = Vec::with_capacity(n * P);
@@ -119,9 +166,17 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Agent
             } else {
                 &mut *self.block
             };
+            // For an MLP `load` writes the observation into `fb.x` and `encode_block` does
+            // nothing; an encoder's observations go to its lanes and its output to `fb.x`.
             for b in 0..BLOCK {
-                fb.set_obs(b, &Self::obs_at(obs, first + b)?);
+                E::load(
+                    &mut self.lanes,
+                    &mut fb.x,
+                    b,
+                    &Self::obs_at(obs, first + b)?,
+                );
             }
+            net.encode_block(&self.lanes, &mut fb.x);
             net.forward_block(fb);
             for b in 0..BLOCK {
                 draw(&fb.z_of(b), fb.v[0][b]);
@@ -299,16 +354,32 @@ impl<const OBS: usize, const H: usize, const P: usize, const T: usize> Agent
     }
 
     fn describe(&self) -> serde_json::Value {
+        let trunks = if T == 1 {
+            "shared trunk"
+        } else {
+            "separate actor/critic trunks"
+        };
+        let network = match E::SPEC {
+            None => format!("{OBS}-{H}-{H} {trunks}"),
+            Some(c) => format!(
+                "conv {}×{}×{} stride {} on {}×{}×{} → {OBS}-{H}-{H} {trunks}",
+                c.filters, c.kernel, c.kernel, c.stride, c.channels, c.height, c.width
+            ),
+        };
         serde_json::json!({
             "backend": "native",
-            "network": format!("{OBS}-{H}-{H} {}", if T == 1 { "shared trunk" } else { "separate actor/critic trunks" }),
-            "params": ActorCritic::<OBS, H, P, T>::num_params(),
+            "network": network,
+            "params": ActorCritic::<OBS, H, P, T, IN, E>::num_params(),
         })
     }
 }
 
 /// What a native agent is built for.
 pub struct NativeSpec {
+    /// Network family: [`ArchArg::Mlp`] or [`ArchArg::MinatarSmall`].
+    pub arch: ArchArg,
+    /// Observation shape (the environment's `obs_shape`).
+    pub obs_shape: Vec<usize>,
     /// Observation length.
     pub obs: usize,
     /// Policy outputs.
@@ -341,6 +412,26 @@ macro_rules! sizes {
 
 /// A native agent if `spec` is one of the compiled instantiations, else `None`.
 pub fn make(spec: &NativeSpec) -> Result<Option<Box<dyn Agent>>> {
+    if spec.arch == ArchArg::MinatarSmall {
+        // MinAtar/Breakout-v1: 4×10×10 channel-first from the host's env, 3 actions; the
+        // net's trunk and head are fixed (one 32-32 trunk, categorical).
+        let fits = spec.obs_shape == [4, 10, 10]
+            && spec.outputs == 3
+            && spec.hidden == 32
+            && !spec.separate
+            && spec.head == HeadKind::Categorical;
+        if !fits {
+            return Ok(None);
+        }
+        type Small = NativeAgent<64, 32, 3, 1, 400, MinAtarSmallEncoder>;
+        // The same net as acktr-core's `MinAtarSmall` (a type error otherwise).
+        let _: fn(&ActorCritic<64, 32, 3, 1, 400, MinAtarSmallEncoder>) -> &MinAtarSmall = |n| n;
+        let a = Small::new(spec.config, spec.activation, spec.head, spec.seed)?;
+        return Ok(Some(Box::new(a)));
+    }
+    if spec.arch != ArchArg::Mlp || spec.obs_shape.len() != 1 {
+        return Ok(None);
+    }
     Ok(match (spec.obs, spec.outputs) {
         (4, 2) => sizes!(spec, 4, 2; 16, 32, 64, 128, 256), // CartPole-v1
         (6, 3) => sizes!(spec, 6, 3; 16, 32, 64, 128, 256), // Acrobot-v1
@@ -355,7 +446,7 @@ pub fn make(spec: &NativeSpec) -> Result<Option<Box<dyn Agent>>> {
 /// What is built in, for error messages.
 pub fn built_in() -> String {
     format!(
-        "observation/action sizes 4/2, 6/3, 3/1, 2/1 (CartPole, Acrobot, Pendulum, MountainCarContinuous) with two equal hidden layers of {:?}, and 11/3, 17/6 (Hopper, HalfCheetah, Walker2d) with 64-64; shared or separate trunks",
+        "observation/action sizes 4/2, 6/3, 3/1, 2/1 (CartPole, Acrobot, Pendulum, MountainCarContinuous) with two equal hidden layers of {:?}, and 11/3, 17/6 (Hopper, HalfCheetah, Walker2d) with 64-64; shared or separate trunks; and --arch minatar-small (hidden 32, shared) for MinAtar/Breakout-v1",
         HIDDEN
     )
 }

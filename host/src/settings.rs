@@ -100,6 +100,9 @@ pub enum ArchArg {
     Mlp,
     /// MinAtar conv net (conv 16×3×3 → fc 128).
     Minatar,
+    /// Small MinAtar conv net for microcontrollers (conv 4×4×4 stride 2 → 32-32, ReLU; acktr-core's
+    /// `MinAtarSmall`): native backend, MinAtar/Breakout-v1; exported as a version-2 policy file.
+    MinatarSmall,
     /// Nature DQN CNN (84×84×4 Atari frames).
     Nature,
 }
@@ -427,7 +430,7 @@ fn sample_efficient(base: Config) -> Config {
     }
 }
 
-fn preset(env: &str, name: PresetName) -> Preset {
+fn preset(env: &str, name: PresetName, arch: Option<ArchArg>) -> Preset {
     let fast = name == PresetName::Fast;
     let acktr = Config::default();
     let a2c = Config::a2c();
@@ -486,7 +489,7 @@ fn preset(env: &str, name: PresetName) -> Preset {
         // evaluation ≥ −200): the Pendulum preset below on separate 16-16 ReLU nets, 8 envs ×
         // 20 steps, 179,200 env steps, γ 0.95 and (ACKTR) δ 0.01.
         "Pendulum-v1" if name == PresetName::Mcu => {
-            let p = preset(env, PresetName::Sample);
+            let p = preset(env, PresetName::Sample, arch);
             Preset {
                 num_envs: 8,
                 total_steps: 179_200,
@@ -556,6 +559,19 @@ fn preset(env: &str, name: PresetName) -> Preset {
                 stat_stride: 8,
                 ..acktr
             },
+            ..mlp(false)
+        },
+        // The small conv net (`--arch minatar-small`, acktr-core's `MinAtarSmall`): the
+        // learner's defaults (every sample in the statistics) on 16 envs × 5 steps, the
+        // MinAtar preset otherwise.
+        id if id.starts_with("MinAtar/") && arch == Some(ArchArg::MinatarSmall) => Preset {
+            num_envs: 16,
+            num_steps: 5,
+            total_steps: 1_000_000,
+            arch: ArchArg::MinatarSmall,
+            hidden: vec![32, 32],
+            activation: ActivationArg::Relu,
+            schedule: Schedule::Linear,
             ..mlp(false)
         },
         id if id.starts_with("MinAtar/") => Preset {
@@ -633,7 +649,7 @@ impl TrainArgs {
             (Backend::Tch, PresetName::Sample) => PresetName::Fast,
             (_, name) => name,
         };
-        let p = preset(&self.env, preset_name);
+        let p = preset(&self.env, preset_name, self.arch);
         let base = match self.algo {
             Algo::Acktr => p.acktr,
             Algo::A2c => p.a2c,
@@ -782,7 +798,7 @@ impl Settings {
     pub fn memory_estimate(&self) -> u64 {
         let obs: u64 = match (self.arch, self.env.as_str()) {
             (ArchArg::Nature, _) => 84 * 84 * 4,
-            (ArchArg::Minatar, _) => 10 * 10 * 4,
+            (ArchArg::Minatar | ArchArg::MinatarSmall, _) => 10 * 10 * 4,
             (_, "CartPole-v1") => 4,
             (_, "Acrobot-v1") => 6,
             (_, "Pendulum-v1") => 3,
@@ -813,6 +829,12 @@ impl Settings {
             ArchArg::Minatar => {
                 layers.extend([(4 * 3 * 3 + 1, 16, 8 * 8), (16 * 8 * 8 + 1, 128, 1)])
             }
+            ArchArg::MinatarSmall => layers.extend([
+                (4 * 4 * 4 + 1, 4, 4 * 4),
+                (4 * 4 * 4 + 1, 32, 1),
+                (32 + 1, 32, 1),
+                (32 + 1, 1, 1),
+            ]),
         }
         let params: u64 = layers.iter().map(|&(i, o, _)| i.saturating_mul(o)).sum();
         let factors: u64 = if self.algo == Algo::Acktr {

@@ -26,7 +26,7 @@ pub fn head_for(space: &Space) -> (HeadKind, usize) {
 }
 
 /// Why these settings need libtorch whatever the environment, if they do: `--backend tch`,
-/// `--device cuda`, a conv net under `--backend auto`, or `--device auto` on a machine with an
+/// `--device cuda`, a conv net under `--backend auto` (but `--arch minatar-small`, native), or `--device auto` on a machine with an
 /// NVIDIA driver (only libtorch can tell whether CUDA is usable). `None`: maybe not (an MLP
 /// whose sizes have no native network still needs it: [`make_agent`] finds out).
 pub fn needs_torch(s: &Settings, device: DeviceArg) -> Option<String> {
@@ -38,6 +38,9 @@ pub fn needs_torch(s: &Settings, device: DeviceArg) -> Option<String> {
     }
     if device == DeviceArg::Cuda {
         return Some("--device cuda".into());
+    }
+    if s.arch == ArchArg::MinatarSmall {
+        return None; // a native net, on the CPU
     }
     if s.arch != ArchArg::Mlp {
         return Some(format!("the {:?} conv net (no native backend)", s.arch).to_lowercase());
@@ -96,8 +99,14 @@ pub fn make_agent(s: &mut Settings, env: &dyn VecEnv, device: DeviceArg) -> Resu
         DeviceArg::Cuda => true,
         DeviceArg::Auto => hooks.is_some_and(|h| (h.cuda_available)()),
     };
-    let native_ok = s.arch == ArchArg::Mlp && two_equal && env.obs_shape().len() == 1;
+    let native_ok = match s.arch {
+        ArchArg::Mlp => two_equal && env.obs_shape().len() == 1,
+        ArchArg::MinatarSmall => true,
+        ArchArg::Minatar | ArchArg::Nature => false,
+    };
     let spec = NativeSpec {
+        arch: s.arch,
+        obs_shape: env.obs_shape().to_vec(),
         obs: env.obs_len(),
         outputs,
         hidden: s.hidden.first().copied().unwrap_or(0),
@@ -109,7 +118,8 @@ pub fn make_agent(s: &mut Settings, env: &dyn VecEnv, device: DeviceArg) -> Resu
     };
     let try_native = match s.backend {
         Backend::Native => true,
-        Backend::Auto => native_ok && !want_cuda,
+        // The small MinAtar net is native only (it stays on the CPU under --device auto).
+        Backend::Auto => native_ok && (!want_cuda || s.arch == ArchArg::MinatarSmall),
         Backend::Tch => false,
     };
     if try_native {

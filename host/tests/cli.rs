@@ -136,6 +136,100 @@ fn native_run_exports_a_policy_the_core_loads() {
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
+/// The small MinAtar conv net (`--arch minatar-small`) end to end on the native backend:
+/// train, resume, export (a version-2 policy file), evaluate; then acktr-core's `MinAtarSmall`
+/// loaded from the export acts as the run's checkpointed agent: the same deterministic action
+/// and the same value (bit for bit: the same core code on the same weights) on observations of
+/// the core's own Breakout, channel-last for the core and channel-first (the host env's
+/// layout) for the agent.
+#[test]
+fn minatar_small_trains_natively_and_exports_what_the_core_runs() {
+    use acktr_core::env::{Action, Breakout, Env, Pcg64, BREAKOUT_OBS};
+    use acktr_core::{read_header, read_policy_into, Activation, HeadKind, MinAtarSmall};
+    use rand_core::SeedableRng;
+
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let r = run.to_str().unwrap();
+    let common = [
+        "--env",
+        "MinAtar/Breakout-v1",
+        "--arch",
+        "minatar-small",
+        "--out",
+        r,
+        "--quiet",
+        "--eval-episodes",
+        "0",
+    ];
+    let o = acktr(&[&["train", "--total-steps", "800"][..], &common].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = acktr(&[&["train", "--resume", "--total-steps", "1600"][..], &common].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let config = std::fs::read_to_string(run.join("config.json")).unwrap();
+    for want in [
+        "\"backend\": \"Native\"",
+        "\"arch\": \"MinatarSmall\"",
+        "\"num_steps\": 5",
+        "\"conv 4×4×4 stride 2 on 4×10×10",
+    ] {
+        assert!(config.contains(want), "{want}: {config}");
+    }
+    let o = acktr(&["eval", r, "--episodes", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let file = dir.path().join("small.ackp");
+    let o = acktr(&["export", r, "-o", file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bytes = std::fs::read(&file).unwrap();
+    assert_eq!(bytes, std::fs::read(run.join("policy.ackp")).unwrap());
+    let h = read_header(&bytes).unwrap();
+    assert_eq!((h.version, h.obs_dim, bytes.len()), (2, 400, 14_144));
+    let mut net = MinAtarSmall::zeros(Activation::Tanh, HeadKind::Gaussian);
+    assert_eq!(read_policy_into(&bytes, &mut net), Ok(None));
+    assert_eq!(
+        (net.activation, net.head),
+        (Activation::Relu, HeadKind::Categorical)
+    );
+    // An MLP reader refuses it by name.
+    assert!(matches!(
+        acktr_core::read_policy::<400, 32, 3, 1>(&bytes),
+        Err(acktr_core::Error::DeserializeShapeMismatch {
+            what: "encoder",
+            ..
+        })
+    ));
+
+    let (_, mut agent) = acktr_host::train::load_run(&run).expect("load the run");
+    let mut env = Breakout::default();
+    let mut rng = Pcg64::seed_from_u64(7);
+    let mut obs = env.reset(Some(3));
+    let mut actions_seen = [0usize; 3];
+    for t in 0..300 {
+        // Channel-first for the host agent: plane c holds channel c of every cell.
+        let chw: Vec<f32> = (0..4)
+            .flat_map(|c| obs.iter().skip(c).step_by(4).copied())
+            .collect();
+        assert_eq!(chw.len(), BREAKOUT_OBS);
+        let (a, v) = agent.act(&chw, 1, true).unwrap();
+        let core_a = net.act_deterministic(&obs);
+        assert_eq!(a, core_a.to_vec(), "step {t}");
+        assert_eq!(v[0].to_bits(), net.value(&obs).to_bits(), "step {t}");
+        let k = core_a.iter().position(|&x| x == 1.0).unwrap();
+        actions_seen[k] += 1;
+        // Move by a random action so that the states vary.
+        let tr = env
+            .step(Action::Discrete((rng.next_u32() % 3) as usize))
+            .unwrap();
+        obs = if tr.terminated {
+            env.reset(None)
+        } else {
+            tr.obs
+        };
+    }
+    assert!(actions_seen.iter().filter(|&&n| n > 0).count() >= 1);
+}
+
 #[test]
 fn conv_policies_refuse_export_with_a_reason() {
     // A MinAtar-size conv net cannot go to the core: a clear error, not a panic.

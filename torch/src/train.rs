@@ -33,15 +33,20 @@ pub fn tch_agent(
     } else {
         tch::Device::Cpu
     };
-    let arch = match s.arch {
-        ArchArg::Mlp => Arch::Mlp {
-            hidden: s.hidden.clone(),
-            separate: s.separate,
-            activation: s.activation.core(),
-        },
-        ArchArg::Minatar => Arch::MinAtar,
-        ArchArg::Nature => Arch::Nature,
-    };
+    let arch =
+        match s.arch {
+            ArchArg::Mlp => Arch::Mlp {
+                hidden: s.hidden.clone(),
+                separate: s.separate,
+                activation: s.activation.core(),
+            },
+            ArchArg::Minatar => Arch::MinAtar,
+            ArchArg::Nature => Arch::Nature,
+            ArchArg::MinatarSmall => return Err(HostError::InvalidSetting(
+                "--arch minatar-small runs on the native backend only for now (--backend native)"
+                    .into(),
+            )),
+        };
     s.backend = Backend::Tch;
     s.device = format!("{device:?}").to_lowercase();
     if device == tch::Device::Cpu
