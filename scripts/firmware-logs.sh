@@ -16,13 +16,14 @@
 #   minimal-m4f         cargo run --release --bin minimal   (prints nothing: its ELF's sections)
 #   pendulum-m33        cd an505 && cargo run --release     (Pendulum on the Cortex-M33)
 #   pendulum-blackpill  cd blackpill && cargo build --release (built, not run: its sections)
+#   breakout-m4f        cd breakout && cargo run --release  (a conv policy fine-tuned, Cortex-M4F)
 #
 # Under `-icount shift=0` the programs print nothing that depends on the host or the wall clock
 # (instruction counts, not time), so no line needs normalising. What would vary, flash with the
 # checkout's path (panic messages name source files), is fixed by building with the paths
 # remapped (firmware_env in scripts/firmware-lib.sh; CI builds the same way). A plain
 # `cargo run --release` can therefore print a flash figure a few bytes off.
-# Time on a 2-core VM: about 1.5 minutes when everything is built (mostly QEMU), about 4 from
+# Time on a 2-core VM: about 3.5 minutes when everything is built (mostly QEMU), about 6 from
 # partly built target folders.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -84,6 +85,7 @@ echo "== pendulum-blackpill: cd firmware-demo/blackpill && cargo build --release
 (cd firmware-demo/blackpill && cargo build --release)
 sizes pendulum-blackpill firmware-demo/blackpill target/thumbv7em-none-eabihf/release/pendulum \
   "cargo build --release"
+run breakout-m4f firmware-demo/breakout 600 run --release
 
 fail=0
 for name in "${names[@]}"; do

@@ -569,7 +569,11 @@ impl<
         self.grad.zip_mut(net, |g, p| *g = *g * inv_b + wd * p);
 
         if natural && !self.curvature.is_finite() {
-            self.curvature = Curvature::new();
+            // Afresh in place, as `reset` does: `Curvature::new()` here would be a
+            // curvature-sized temporary in this frame (tens of KiB of a device's stack).
+            self.curvature
+                .visit_mut(|s| s.iter_mut().for_each(|v| *v = 0.0));
+            self.curvature.set_factorized(false);
             return Err(Error::UpdateNonFiniteCurvature);
         }
         if !self.grad.is_finite() {

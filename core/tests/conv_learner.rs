@@ -584,6 +584,43 @@ fn a_step_that_would_overflow_the_encoder_changes_no_weight_or_momentum() {
     }
 }
 
+/// Non-finite factor statistics: the update fails and the statistics start afresh, in place
+/// (no curvature-sized temporary, which a microcontroller's stack could not hold): the same
+/// state as a new learner's factors, not factorized, weights and momentum untouched; the next
+/// update succeeds.
+#[test]
+fn non_finite_statistics_start_afresh() {
+    let mut l = Learn::<1>::new(Config::default(), network::<1>(4)).unwrap();
+    l.update_steps(&batch(1, 6), &mut Rng(1)).unwrap();
+    let np = Net::<1>::num_params();
+    let total = state(&mut l).len();
+    let mut k = 0;
+    l.visit_state_mut(|s| {
+        for v in s.iter_mut() {
+            // Every number of the factors (after the three nets, before the η scale).
+            if (3 * np..total - 1).contains(&k) {
+                *v = f32::INFINITY;
+            }
+            k += 1;
+        }
+    });
+    let before = state(&mut l);
+    assert_eq!(
+        l.update_steps(&batch(2, 6), &mut Rng(2)),
+        Err(Error::UpdateNonFiniteCurvature)
+    );
+    assert_eq!(*l.curvature(), Curvature::new());
+    assert!(!l.curvature().is_factorized());
+    let after = state(&mut l);
+    for range in [0..np, 2 * np..3 * np] {
+        let b: Vec<u32> = before[range.clone()].iter().map(|v| v.to_bits()).collect();
+        let a: Vec<u32> = after[range].iter().map(|v| v.to_bits()).collect();
+        assert_eq!(a, b);
+    }
+    l.update_steps(&batch(3, 6), &mut Rng(3)).unwrap();
+    assert!(l.net.is_finite());
+}
+
 #[test]
 fn memory_of_the_breakout_learner_is_a_constant() {
     // A constant (a `const` item compiles), and the MLP learner's bytes plus the encoder's

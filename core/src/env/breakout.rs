@@ -80,6 +80,12 @@ pub struct BreakoutParams {
     /// Truncate once this many steps were taken; `None` (the default, as the gym id) never
     /// truncates.
     pub max_episode_steps: Option<u32>,
+    /// The paddle moves on one step in this many (steps 0, n, 2n, … since the last reset; on
+    /// the others an executed left or right leaves it where it is; 0 counts as 1). Default 1,
+    /// every step, as the package. Not in the package: a changed game, a slower paddle motor,
+    /// for fine-tuning a policy trained on the nominal one (the Breakout firmware,
+    /// `firmware-demo/breakout/`, uses 2). Draws from the generator are unchanged.
+    pub paddle_period: u32,
 }
 
 impl Default for BreakoutParams {
@@ -88,6 +94,7 @@ impl Default for BreakoutParams {
         BreakoutParams {
             sticky_action_prob: 0.1,
             max_episode_steps: None,
+            paddle_period: 1,
         }
     }
 }
@@ -251,8 +258,10 @@ impl Breakout {
     /// One step of the game with the executed action (0 no-op, 1 left, 2 right); returns the
     /// reward (0 or 1): steps 1–5 of the module docs, tested in the package's order.
     fn advance(&mut self, action: usize) -> u32 {
+        let period = self.params.paddle_period.max(1);
+        let moves = self.elapsed_steps % period == 0;
         let s = &mut self.state;
-        match action {
+        match if moves { action } else { 0 } {
             1 => s.paddle = s.paddle.saturating_sub(1),
             2 => s.paddle = (s.paddle + 1).min(LAST),
             _ => {}
@@ -377,6 +386,7 @@ mod tests {
         Breakout::new(BreakoutParams {
             sticky_action_prob: 0.0,
             max_episode_steps: None,
+            ..BreakoutParams::default()
         })
     }
 
@@ -561,6 +571,7 @@ mod tests {
         let mut env = Breakout::new(BreakoutParams {
             sticky_action_prob: 1.0,
             max_episode_steps: None,
+            ..BreakoutParams::default()
         });
         env.reset(Some(3));
         env.step(Action::Discrete(2)).unwrap();
@@ -593,10 +604,43 @@ mod tests {
     }
 
     #[test]
+    fn a_slower_paddle_moves_on_every_other_step() {
+        let mut env = Breakout::new(BreakoutParams {
+            sticky_action_prob: 0.0,
+            paddle_period: 2,
+            ..BreakoutParams::default()
+        });
+        env.reset(Some(0));
+        let mut at = [0u8; 4];
+        for p in at.iter_mut() {
+            env.step(Action::Discrete(2)).unwrap();
+            *p = env.state().paddle;
+        }
+        // Steps 0 and 2 move it right, steps 1 and 3 leave it; a reset restarts the count.
+        assert_eq!(at, [5, 5, 6, 6]);
+        env.reset(None);
+        env.step(Action::Discrete(1)).unwrap();
+        assert_eq!(env.state().paddle, 3);
+        // Period 1 (the default) and 0 move on every step.
+        for period in [0, 1] {
+            let mut env = Breakout::new(BreakoutParams {
+                sticky_action_prob: 0.0,
+                paddle_period: period,
+                ..BreakoutParams::default()
+            });
+            env.reset(Some(0));
+            env.step(Action::Discrete(2)).unwrap();
+            env.step(Action::Discrete(2)).unwrap();
+            assert_eq!(env.state().paddle, 6);
+        }
+    }
+
+    #[test]
     fn truncates_when_asked() {
         let mut env = Breakout::new(BreakoutParams {
             sticky_action_prob: 0.1,
             max_episode_steps: Some(2),
+            ..BreakoutParams::default()
         });
         env.reset(Some(0));
         assert!(!env.step(Action::Discrete(0)).unwrap().truncated);
