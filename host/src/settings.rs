@@ -100,6 +100,9 @@ pub enum ArchArg {
     Mlp,
     /// MinAtar conv net (conv 16×3×3 → fc 128).
     Minatar,
+    /// Small MinAtar conv net for microcontrollers (conv 4×4×4 stride 2 → 32-32, ReLU; acktr-core's
+    /// `MinAtarSmall`): native backend, MinAtar/Breakout-v1; exported as a version-2 policy file.
+    MinatarSmall,
     /// Nature DQN CNN (84×84×4 Atari frames).
     Nature,
 }
@@ -782,7 +785,7 @@ impl Settings {
     pub fn memory_estimate(&self) -> u64 {
         let obs: u64 = match (self.arch, self.env.as_str()) {
             (ArchArg::Nature, _) => 84 * 84 * 4,
-            (ArchArg::Minatar, _) => 10 * 10 * 4,
+            (ArchArg::Minatar | ArchArg::MinatarSmall, _) => 10 * 10 * 4,
             (_, "CartPole-v1") => 4,
             (_, "Acrobot-v1") => 6,
             (_, "Pendulum-v1") => 3,
@@ -813,6 +816,12 @@ impl Settings {
             ArchArg::Minatar => {
                 layers.extend([(4 * 3 * 3 + 1, 16, 8 * 8), (16 * 8 * 8 + 1, 128, 1)])
             }
+            ArchArg::MinatarSmall => layers.extend([
+                (4 * 4 * 4 + 1, 4, 4 * 4),
+                (4 * 4 * 4 + 1, 32, 1),
+                (32 + 1, 32, 1),
+                (32 + 1, 1, 1),
+            ]),
         }
         let params: u64 = layers.iter().map(|&(i, o, _)| i.saturating_mul(o)).sum();
         let factors: u64 = if self.algo == Algo::Acktr {

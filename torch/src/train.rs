@@ -40,6 +40,7 @@ pub fn tch_agent(
             activation: s.activation.core(),
         },
         ArchArg::Minatar => Arch::MinAtar,
+        ArchArg::MinatarSmall => Arch::MinAtarSmall,
         ArchArg::Nature => Arch::Nature,
     };
     s.backend = Backend::Tch;
