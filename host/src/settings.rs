@@ -101,7 +101,8 @@ pub enum ArchArg {
     /// MinAtar conv net (conv 16×3×3 → fc 128).
     Minatar,
     /// Small MinAtar conv net for microcontrollers (conv 4×4×4 stride 2 → 32-32, ReLU; acktr-core's
-    /// `MinAtarSmall`): native backend, MinAtar/Breakout-v1; exported as a version-2 policy file.
+    /// `MinAtarSmall`): native on MinAtar/Breakout-v1, or `--backend tch`; `acktr export` writes
+    /// it as a version-2 policy file.
     MinatarSmall,
     /// Nature DQN CNN (84×84×4 Atari frames).
     Nature,

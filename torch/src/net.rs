@@ -1,5 +1,6 @@
 //! Actor-critic networks on libtorch tensors: MLPs (shared or separate trunks), the MinAtar
-//! net (conv 16×3×3 → fc 128) and the Nature CNN (32×8×8/4, 64×4×4/2, 64×3×3/1, fc 512).
+//! net (conv 16×3×3 → fc 128), the small MinAtar net acktr-core also holds (conv 4×4×4/2 →
+//! 32-32) and the Nature CNN (32×8×8/4, 64×4×4/2, 64×3×3/1, fc 512).
 //!
 //! Parameters are plain tensors in a flat list of [`Layer`]s. Each layer knows the *input
 //! group* it reads: layers that read the same tensor share K-FAC's `Ā` (as in acktr-core).
@@ -25,6 +26,13 @@ pub enum Arch {
     },
     /// MinAtar: conv 16×3×3 stride 1 → fc 128, ReLU, input `C×10×10`.
     MinAtar,
+    /// MinAtar sized for a microcontroller: conv 4 filters 4×4 stride 2 (4×4 outputs on
+    /// 10×10), ReLU, flattened channel-major (64 features) → one trunk of two dense layers
+    /// 32, 32 (ReLU) shared by both heads. acktr-core's `ConvEncoder<C, 4, 4, 2, …>` under an
+    /// `ActorCritic<64, 32, P, 1, …>` is the same net, layer for layer (the test
+    /// `torch/tests/conv_core.rs`). Input `C×H×W` with `(H − 4)` and `(W − 4)` even, so no
+    /// edge row or column goes unread (the core's geometry check).
+    MinAtarSmall,
     /// Nature DQN CNN: conv 32×8×8/4, 64×4×4/2, 64×3×3/1 → fc 512, ReLU, input `4×84×84` in
     /// `[0, 255]` (scaled by 1/255 inside the net).
     Nature,
@@ -166,7 +174,7 @@ impl TorchNet {
                 }
                 (*activation, 1.0, if *separate { 2 } else { 1 })
             }
-            Arch::MinAtar | Arch::Nature => {
+            Arch::MinAtar | Arch::MinAtarSmall | Arch::Nature => {
                 if obs.len() != 3 {
                     return Err(HostError::UnsupportedSpace(format!(
                         "a conv net needs C×H×W observations, got shape {obs_shape:?}"
@@ -210,6 +218,27 @@ impl TorchNet {
                     layers.push(linear(16 * (h - 2) * (w - 2), 128, g, group));
                     group = groups;
                     groups += 1;
+                }
+                Arch::MinAtarSmall => {
+                    let (c, h, w) = (obs[0], obs[1], obs[2]);
+                    let (filters, k, stride) = (4, 4, 2);
+                    if h < k || w < k || (h - k) % stride != 0 || (w - k) % stride != 0 {
+                        return Err(HostError::UnsupportedSpace(format!(
+                            "the small MinAtar net (4×4 kernels at stride 2) needs H, W ≥ 4 \
+                             with H − 4 and W − 4 even, got {obs_shape:?}"
+                        )));
+                    }
+                    layers.push(conv(c, filters, k, stride, group));
+                    group = groups;
+                    groups += 1;
+                    let features = filters * ((h - k) / stride + 1) * ((w - k) / stride + 1);
+                    let mut i = features;
+                    for width in [32, 32] {
+                        layers.push(linear(i, width, g, group));
+                        group = groups;
+                        groups += 1;
+                        i = width;
+                    }
                 }
                 Arch::Nature => {
                     let (c, mut h, mut w) = (obs[0], obs[1], obs[2]);

@@ -33,20 +33,16 @@ pub fn tch_agent(
     } else {
         tch::Device::Cpu
     };
-    let arch =
-        match s.arch {
-            ArchArg::Mlp => Arch::Mlp {
-                hidden: s.hidden.clone(),
-                separate: s.separate,
-                activation: s.activation.core(),
-            },
-            ArchArg::Minatar => Arch::MinAtar,
-            ArchArg::Nature => Arch::Nature,
-            ArchArg::MinatarSmall => return Err(HostError::InvalidSetting(
-                "--arch minatar-small runs on the native backend only for now (--backend native)"
-                    .into(),
-            )),
-        };
+    let arch = match s.arch {
+        ArchArg::Mlp => Arch::Mlp {
+            hidden: s.hidden.clone(),
+            separate: s.separate,
+            activation: s.activation.core(),
+        },
+        ArchArg::Minatar => Arch::MinAtar,
+        ArchArg::MinatarSmall => Arch::MinAtarSmall,
+        ArchArg::Nature => Arch::Nature,
+    };
     s.backend = Backend::Tch;
     s.device = format!("{device:?}").to_lowercase();
     if device == tch::Device::Cpu
