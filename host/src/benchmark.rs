@@ -287,11 +287,13 @@ pub enum Algo {
     A2cB160,
     /// A2C at batch 640.
     A2cB640,
+    /// ACKTR on the microcontroller's MinAtar net (`--arch minatar-small`; MinAtar/Breakout-v1).
+    AcktrSmall,
 }
 
 impl Algo {
     /// Every algorithm, in report order.
-    pub const ALL: [Algo; 11] = [
+    pub const ALL: [Algo; 12] = [
         Algo::Acktr,
         Algo::AcktrFast,
         Algo::A2c,
@@ -303,6 +305,7 @@ impl Algo {
         Algo::AcktrB640,
         Algo::A2cB160,
         Algo::A2cB640,
+        Algo::AcktrSmall,
     ];
 
     /// The name on the command line and in the CSV.
@@ -319,6 +322,7 @@ impl Algo {
             Algo::AcktrB640 => "acktr-b640",
             Algo::A2cB160 => "a2c-b160",
             Algo::A2cB640 => "a2c-b640",
+            Algo::AcktrSmall => "acktr-small",
         }
     }
 
@@ -342,6 +346,7 @@ impl Algo {
             Algo::AcktrB640 => &["--algo", "acktr", "--num-envs", "32", "--num-steps", "20"],
             Algo::A2cB160 => &["--algo", "a2c", "--num-envs", "8", "--num-steps", "20"],
             Algo::A2cB640 => &["--algo", "a2c", "--num-envs", "32", "--num-steps", "20"],
+            Algo::AcktrSmall => &["--algo", "acktr", "--arch", "minatar-small"],
             _ => &["--algo", "acktr"],
         }
     }
@@ -426,7 +431,8 @@ pub struct SuiteArgs {
     /// Algorithms, comma separated: acktr, acktr-fast (`--preset fast`), a2c (ours), sb3-a2c,
     /// sb3-ppo, sb3-trpo (peers, through python/peers.py); the paper's ablations:
     /// acktr-euclidean-critic (the critic in the Euclidean norm), acktr-b160, acktr-b640,
-    /// a2c-b160, a2c-b640 (batch 160 = 8 envs × 20 steps, 640 = 32 × 20).
+    /// a2c-b160, a2c-b640 (batch 160 = 8 envs × 20 steps, 640 = 32 × 20); acktr-small (the
+    /// microcontroller's MinAtar net, `--arch minatar-small`, MinAtar/Breakout-v1 only).
     #[arg(
         long,
         value_delimiter = ',',

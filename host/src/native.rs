@@ -9,14 +9,21 @@
 
 use acktr_core::env::Pcg64;
 use acktr_core::{
-    Activation, ActorCritic, Collective, Config, Encoder, Forward, ForwardBlock, HeadKind,
-    Identity, Learner, MinAtarSmall, MinAtarSmallEncoder, SingleProcess, Step, UpdateStats,
+    Activation, ActorCritic, Collective, Config, ConvEncoder, Encoder, Forward, ForwardBlock,
+    HeadKind, Identity, Learner, MinAtarSmall, MinAtarSmallEncoder, SingleProcess, Step,
+    UpdateStats,
 };
 use rand_core::SeedableRng;
 
 use crate::agent::{blob, bytes_f32, f32_bytes, Agent, HostRollout};
 use crate::error::{HostError, Result};
 use crate::settings::ArchArg;
+
+/// The encoder of `--arch minatar-medium` (MinAtar/Breakout-v1's default): MinAtar's
+/// 10×10×4 channel-last board, 8 filters 4×4 at stride 2 (a 4×4 output reading every cell),
+/// ReLU, 128 features into one 64-64 trunk. Too large for a microcontroller's RAM
+/// (`MinAtarSmall` is the device's net).
+pub type MinAtarMediumEncoder = ConvEncoder<4, 8, 4, 2, 64, 10, 10, 4, 4, true>;
 
 /// Hidden widths compiled in.
 pub const HIDDEN: [usize; 5] = [16, 32, 64, 128, 256];
@@ -376,7 +383,7 @@ impl<
 
 /// What a native agent is built for.
 pub struct NativeSpec {
-    /// Network family: [`ArchArg::Mlp`] or [`ArchArg::MinatarSmall`].
+    /// Network family: [`ArchArg::Mlp`], [`ArchArg::MinatarSmall`] or [`ArchArg::MinatarMedium`].
     pub arch: ArchArg,
     /// Observation shape (the environment's `obs_shape`).
     pub obs_shape: Vec<usize>,
@@ -429,6 +436,24 @@ pub fn make(spec: &NativeSpec) -> Result<Option<Box<dyn Agent>>> {
         let a = Small::new(spec.config, spec.activation, spec.head, spec.seed)?;
         return Ok(Some(Box::new(a)));
     }
+    if spec.arch == ArchArg::MinatarMedium {
+        // MinAtar/Breakout-v1's default net: 8 filters, one 64-64 trunk, categorical.
+        let fits = spec.obs_shape == [4, 10, 10]
+            && spec.outputs == 3
+            && spec.hidden == 64
+            && !spec.separate
+            && spec.head == HeadKind::Categorical;
+        if !fits {
+            return Ok(None);
+        }
+        let a = NativeAgent::<128, 64, 3, 1, 400, MinAtarMediumEncoder>::new(
+            spec.config,
+            spec.activation,
+            spec.head,
+            spec.seed,
+        )?;
+        return Ok(Some(Box::new(a)));
+    }
     if spec.arch != ArchArg::Mlp || spec.obs_shape.len() != 1 {
         return Ok(None);
     }
@@ -446,7 +471,7 @@ pub fn make(spec: &NativeSpec) -> Result<Option<Box<dyn Agent>>> {
 /// What is built in, for error messages.
 pub fn built_in() -> String {
     format!(
-        "observation/action sizes 4/2, 6/3, 3/1, 2/1 (CartPole, Acrobot, Pendulum, MountainCarContinuous) with two equal hidden layers of {:?}, and 11/3, 17/6 (Hopper, HalfCheetah, Walker2d) with 64-64; shared or separate trunks; and --arch minatar-small (hidden 32, shared) for MinAtar/Breakout-v1",
+        "observation/action sizes 4/2, 6/3, 3/1, 2/1 (CartPole, Acrobot, Pendulum, MountainCarContinuous) with two equal hidden layers of {:?}, and 11/3, 17/6 (Hopper, HalfCheetah, Walker2d) with 64-64; shared or separate trunks; and --arch minatar-small (hidden 32, shared) and minatar-medium (hidden 64, shared) for MinAtar/Breakout-v1",
         HIDDEN
     )
 }

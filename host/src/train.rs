@@ -26,7 +26,7 @@ pub fn head_for(space: &Space) -> (HeadKind, usize) {
 }
 
 /// Why these settings need libtorch whatever the environment, if they do: `--backend tch`,
-/// `--device cuda`, a conv net under `--backend auto` (but `--arch minatar-small`, native), or `--device auto` on a machine with an
+/// `--device cuda`, a conv net under `--backend auto` (but `--arch minatar-small|minatar-medium`, native), or `--device auto` on a machine with an
 /// NVIDIA driver (only libtorch can tell whether CUDA is usable). `None`: maybe not (an MLP
 /// whose sizes have no native network still needs it: [`make_agent`] finds out).
 pub fn needs_torch(s: &Settings, device: DeviceArg) -> Option<String> {
@@ -39,7 +39,7 @@ pub fn needs_torch(s: &Settings, device: DeviceArg) -> Option<String> {
     if device == DeviceArg::Cuda {
         return Some("--device cuda".into());
     }
-    if s.arch == ArchArg::MinatarSmall {
+    if matches!(s.arch, ArchArg::MinatarSmall | ArchArg::MinatarMedium) {
         return None; // a native net, on the CPU
     }
     if s.arch != ArchArg::Mlp {
@@ -101,7 +101,7 @@ pub fn make_agent(s: &mut Settings, env: &dyn VecEnv, device: DeviceArg) -> Resu
     };
     let native_ok = match s.arch {
         ArchArg::Mlp => two_equal && env.obs_shape().len() == 1,
-        ArchArg::MinatarSmall => true,
+        ArchArg::MinatarSmall | ArchArg::MinatarMedium => true,
         ArchArg::Minatar | ArchArg::Nature => false,
     };
     let spec = NativeSpec {
@@ -118,8 +118,11 @@ pub fn make_agent(s: &mut Settings, env: &dyn VecEnv, device: DeviceArg) -> Resu
     };
     let try_native = match s.backend {
         Backend::Native => true,
-        // The small MinAtar net is native only (it stays on the CPU under --device auto).
-        Backend::Auto => native_ok && (!want_cuda || s.arch == ArchArg::MinatarSmall),
+        // The small MinAtar nets stay native, on the CPU, under --device auto.
+        Backend::Auto => {
+            native_ok
+                && (!want_cuda || matches!(s.arch, ArchArg::MinatarSmall | ArchArg::MinatarMedium))
+        }
         Backend::Tch => false,
     };
     if try_native {

@@ -144,24 +144,54 @@ fn native_run_exports_a_policy_the_core_loads() {
 /// layout) for the agent.
 #[test]
 fn minatar_small_trains_natively_and_exports_what_the_core_runs() {
+    conv_run_exports_what_the_core_runs::<64, 32, acktr_core::MinAtarSmallEncoder>(
+        &["--arch", "minatar-small"],
+        "MinatarSmall",
+        "conv 4×4×4 stride 2 on 4×10×10",
+        14_144,
+    );
+}
+
+#[test]
+fn minatar_breakouts_default_is_the_native_medium_net() {
+    // No --arch: the preset's net (8 filters, one 64-64 trunk), native, exported as version 2.
+    conv_run_exports_what_the_core_runs::<
+        128,
+        64,
+        acktr_core::ConvEncoder<4, 8, 4, 2, 64, 10, 10, 4, 4, true>,
+    >(
+        &[],
+        "MinatarMedium",
+        "conv 8×4×4 stride 2 on 4×10×10",
+        10 + 18 + 4 * (8 * 65 + 64 * 129 + 64 * 65 + 3 * 65 + 65) + 4,
+    );
+}
+
+/// Train MinAtar/Breakout-v1 with `arch` (800 env steps, then `--resume` to 1,600), check the
+/// run's settings, `eval` it, `export` it, read the file into the core's net (`X` features,
+/// hidden `H`, encoder `E`) and check that the core acts as the checkpointed host agent on
+/// 300 Breakout states (same deterministic actions, bit-identical values).
+fn conv_run_exports_what_the_core_runs<const X: usize, const H: usize, E>(
+    arch: &[&str],
+    arch_name: &str,
+    network: &str,
+    file_len: usize,
+) where
+    E: acktr_core::Encoder<400, X>,
+{
     use acktr_core::env::{Action, Breakout, Env, Pcg64, BREAKOUT_OBS};
-    use acktr_core::{read_header, read_policy_into, Activation, HeadKind, MinAtarSmall};
+    use acktr_core::{read_header, read_policy_into, Activation, ActorCritic, HeadKind};
     use rand_core::SeedableRng;
 
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let r = run.to_str().unwrap();
     let common = [
-        "--env",
-        "MinAtar/Breakout-v1",
-        "--arch",
-        "minatar-small",
-        "--out",
-        r,
-        "--quiet",
-        "--eval-episodes",
-        "0",
-    ];
+        &["--env", "MinAtar/Breakout-v1", "--out", r, "--quiet"][..],
+        &["--eval-episodes", "0"],
+        arch,
+    ]
+    .concat();
     let o = acktr(&[&["train", "--total-steps", "800"][..], &common].concat());
     assert!(o.status.success(), "{}", stderr(&o));
     let o = acktr(&[&["train", "--resume", "--total-steps", "1600"][..], &common].concat());
@@ -169,23 +199,23 @@ fn minatar_small_trains_natively_and_exports_what_the_core_runs() {
     let config = std::fs::read_to_string(run.join("config.json")).unwrap();
     for want in [
         "\"backend\": \"Native\"",
-        "\"arch\": \"MinatarSmall\"",
+        &format!("\"arch\": \"{arch_name}\""),
         "\"num_steps\": 5",
-        "\"conv 4×4×4 stride 2 on 4×10×10",
+        &format!("\"{network}"),
     ] {
         assert!(config.contains(want), "{want}: {config}");
     }
     let o = acktr(&["eval", r, "--episodes", "2"]);
     assert!(o.status.success(), "{}", stderr(&o));
 
-    let file = dir.path().join("small.ackp");
+    let file = dir.path().join("conv.ackp");
     let o = acktr(&["export", r, "-o", file.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let bytes = std::fs::read(&file).unwrap();
     assert_eq!(bytes, std::fs::read(run.join("policy.ackp")).unwrap());
     let h = read_header(&bytes).unwrap();
-    assert_eq!((h.version, h.obs_dim, bytes.len()), (2, 400, 14_144));
-    let mut net = MinAtarSmall::zeros(Activation::Tanh, HeadKind::Gaussian);
+    assert_eq!((h.version, h.obs_dim, bytes.len()), (2, 400, file_len));
+    let mut net = ActorCritic::<X, H, 3, 1, 400, E>::zeros(Activation::Tanh, HeadKind::Gaussian);
     assert_eq!(read_policy_into(&bytes, &mut net), Ok(None));
     assert_eq!(
         (net.activation, net.head),
@@ -193,7 +223,7 @@ fn minatar_small_trains_natively_and_exports_what_the_core_runs() {
     );
     // An MLP reader refuses it by name.
     assert!(matches!(
-        acktr_core::read_policy::<400, 32, 3, 1>(&bytes),
+        acktr_core::read_policy::<400, H, 3, 1>(&bytes),
         Err(acktr_core::Error::DeserializeShapeMismatch {
             what: "encoder",
             ..

@@ -33,16 +33,21 @@ pub fn tch_agent(
     } else {
         tch::Device::Cpu
     };
-    let arch = match s.arch {
-        ArchArg::Mlp => Arch::Mlp {
-            hidden: s.hidden.clone(),
-            separate: s.separate,
-            activation: s.activation.core(),
-        },
-        ArchArg::Minatar => Arch::MinAtar,
-        ArchArg::MinatarSmall => Arch::MinAtarSmall,
-        ArchArg::Nature => Arch::Nature,
-    };
+    let arch =
+        match s.arch {
+            ArchArg::Mlp => Arch::Mlp {
+                hidden: s.hidden.clone(),
+                separate: s.separate,
+                activation: s.activation.core(),
+            },
+            ArchArg::Minatar => Arch::MinAtar,
+            ArchArg::MinatarSmall => Arch::MinAtarSmall,
+            ArchArg::MinatarMedium => return Err(HostError::InvalidSetting(
+                "--arch minatar-medium runs on the native backend only (--backend native or auto)"
+                    .into(),
+            )),
+            ArchArg::Nature => Arch::Nature,
+        };
     s.backend = Backend::Tch;
     s.device = format!("{device:?}").to_lowercase();
     if device == tch::Device::Cpu
