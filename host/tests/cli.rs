@@ -262,7 +262,8 @@ fn conv_run_exports_what_the_core_runs<const X: usize, const H: usize, E>(
 
 #[test]
 fn conv_policies_refuse_export_with_a_reason() {
-    // A MinAtar-size conv net cannot go to the core: a clear error, not a panic.
+    // The MinAtar conv net (`--arch minatar`, tch only) has no core counterpart: a clear
+    // error that names what can be exported, not a panic.
     torch_sibling();
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
@@ -270,6 +271,8 @@ fn conv_policies_refuse_export_with_a_reason() {
         "train",
         "--env",
         "MinAtar/Breakout-v1",
+        "--arch",
+        "minatar",
         "--total-steps",
         "320",
         "--out",
@@ -287,7 +290,7 @@ fn conv_policies_refuse_export_with_a_reason() {
     ]);
     assert!(!o.status.success());
     assert!(
-        stderr(&o).contains("only MLP policies can be exported"),
+        stderr(&o).contains("only MLP policies and --arch minatar-small can be exported"),
         "{}",
         stderr(&o)
     );

@@ -1,6 +1,8 @@
 //! The libtorch backend as an [`Agent`].
 
-use acktr_core::{Collective, Config, HeadKind, PolicyArch, SingleProcess, UpdateStats};
+use acktr_core::{
+    Activation, Collective, Config, ConvSpec, HeadKind, PolicyArch, SingleProcess, UpdateStats,
+};
 use acktr_host::agent::{blob, bytes_f32, f32_bytes, Agent, HostRollout};
 use acktr_host::error::{HostError, Result};
 use tch::{Device, Kind, Tensor};
@@ -285,36 +287,66 @@ impl Agent for TorchAgent {
         Ok(())
     }
 
+    /// An MLP as a version-1 policy file; the small MinAtar net (`Arch::MinAtarSmall`) as the
+    /// version-2 file `--backend native` writes for it (acktr-core's `MinAtarSmall`): the conv
+    /// read channel-last (HWC, as MinAtar's boards and the firmware give them), its weights
+    /// `F×C×K×K` row-major, which is the core's `w[f][(c·K + i)·K + j]` whatever the
+    /// observation's layout. The other conv nets have no core counterpart and are refused.
     fn export(&self) -> Result<Vec<u8>> {
         let net = &self.learner.net;
-        let Arch::Mlp {
-            hidden,
-            separate,
-            activation,
-        } = &net.arch
-        else {
-            return Err(HostError::InvalidSetting(
-                "only MLP policies can be exported: acktr-core runs dense (MLP) actor-critics; this run uses a conv net".into(),
-            ));
-        };
-        let mut h = heapless::Vec::new();
-        for &w in hidden {
-            h.push(w as u32).map_err(|_| {
-                HostError::InvalidSetting(format!(
-                    "at most {} hidden layers can be exported",
-                    acktr_core::MAX_HIDDEN_LAYERS
+        let (trunks, activation, conv) = match &net.arch {
+            Arch::Mlp {
+                separate,
+                activation,
+                ..
+            } => (if *separate { 2 } else { 1 }, *activation, None),
+            Arch::MinAtarSmall => {
+                let (Some(l), &[c, h, w]) = (&net.layers[0].conv, net.obs_shape.as_slice()) else {
+                    return Err(HostError::InvalidSetting(
+                        "the small MinAtar net has no C×H×W conv to export".into(),
+                    ));
+                };
+                let spec = ConvSpec {
+                    channels: c as u32,
+                    filters: net.layers[0].outputs() as u32,
+                    kernel: l.k as u32,
+                    stride: l.stride as u32,
+                    height: h as u32,
+                    width: w as u32,
+                    channels_last: true,
+                };
+                (1, Activation::Relu, Some(spec))
+            }
+            Arch::MinAtar | Arch::Nature => {
+                return Err(HostError::InvalidSetting(
+                    "only MLP policies and --arch minatar-small can be exported (acktr-core \
+                     runs those); this run uses another conv net"
+                        .into(),
                 ))
-            })?;
+            }
+        };
+        // The first trunk's dense widths (a conv, the encoder, is not one of them).
+        let mut h = heapless::Vec::new();
+        for l in &net.layers[net.trunks[0].clone()] {
+            if l.conv.is_none() {
+                h.push(l.outputs() as u32).map_err(|_| {
+                    HostError::InvalidSetting(format!(
+                        "at most {} hidden layers can be exported",
+                        acktr_core::MAX_HIDDEN_LAYERS
+                    ))
+                })?;
+            }
         }
         let arch = PolicyArch {
-            obs_dim: net.obs_shape[0] as u32,
+            obs_dim: net.obs_shape.iter().product::<i64>() as u32,
             hidden: h,
-            trunks: if *separate { 2 } else { 1 },
-            activation: *activation,
+            trunks,
+            activation,
             head: net.head,
             actions: self.outputs as u32,
             normalized: false,
         };
+        // File order is tch's layer order: (the conv,) trunk by trunk, π, v; `W` then `b`.
         let mut parts = Vec::new();
         for l in &net.layers {
             parts.push(to_vec(&l.w)?);
@@ -324,10 +356,16 @@ impl Agent for TorchAgent {
             parts.push(to_vec(&net.log_std)?);
         }
         let refs: Vec<&[f32]> = parts.iter().map(|p| p.as_slice()).collect();
-        let len = acktr_core::encoded_len_parts(&arch)
-            .ok_or_else(|| HostError::InvalidSetting("network too large to export".into()))?;
+        let len = match &conv {
+            None => acktr_core::encoded_len_parts(&arch),
+            Some(c) => acktr_core::encoded_len_conv_parts(c, &arch),
+        }
+        .ok_or_else(|| HostError::InvalidSetting("network too large to export".into()))?;
         let mut buf = vec![0u8; len];
-        let n = acktr_core::write_policy_parts(&arch, &refs, None, &mut buf)?;
+        let n = match &conv {
+            None => acktr_core::write_policy_parts(&arch, &refs, None, &mut buf)?,
+            Some(c) => acktr_core::write_conv_policy_parts(c, &arch, &refs, None, &mut buf)?,
+        };
         buf.truncate(n);
         Ok(buf)
     }

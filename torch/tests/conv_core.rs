@@ -14,6 +14,11 @@
 //!   tch learner (its own Fisher draws; the weights move by far more than the tolerance), a
 //!   fresh copy into the core gives the same logits and values, and the same greedy action
 //!   wherever the top two logits are not a near-tie.
+//! - **The export is the core's `MinAtarSmall`** (1e-5 relative): a tch agent after 8 ACKTR
+//!   updates (`Agent::update`, host rollouts of CHW boards), exported by `Agent::export` and
+//!   read by acktr-core's `read_policy_into` (the firmware's loader; the file says HWC), gives
+//!   the same logits, values and greedy actions as the agent (`Agent::act`, CHW boards) on 160
+//!   boards. Nothing is copied by the test: the file is the only thing that crosses.
 //! - **The same update** (1e-4 relative, as the MLP's `tests/tests/core_vs_host.rs`): from
 //!   the trained weights (the policy head ×30, so that its share of the gradient and of
 //!   the trunk's `S` is not hidden by the 0.01 initialisation) and the same batches, 4 updates
@@ -28,19 +33,25 @@
 //!   with every sample in the statistics, once from every 8th (the MinAtar preset's
 //!   `stat_stride`, with which tch runs a separate Fisher pass).
 //!
-//! Mutations tried, each failing here (then reverted): the conv weights copied with kernel
-//! rows and columns swapped (all three tests: logits off by 0.01 of 0.02), the boards handed to
-//! tch without the HWC→CHW transposition (all three), the bias row and column of tch's conv
-//! `Ā` zeroed (the update: conv `Ā`), the conv's damping in tch ×1.01 (the update: `q`,
-//! 1e-3 relative), the core's conv bias gradient without its last position (the update: `q`,
-//! 7e-3 relative). Unmutated, the largest relative differences are 3e-7 for the outputs, 6e-6
-//! for the factors and 1e-5 for the directions (f32 on both sides).
+//! Mutations tried, each failing here (then reverted): the conv weights copied with kernel rows
+//! and columns swapped (the three tests that copy: logits off by 0.01 of 0.02), the boards
+//! handed to tch without the HWC→CHW transposition (the same three), the export's conv marked
+//! channel-first (the export: the core's loader refuses the file), its kernels written
+//! transposed (the export: logits off by 0.1 of 0.14), the bias row and column of tch's conv
+//! `Ā` zeroed (the update: conv `Ā`), the conv's damping in tch ×1.01 (the update: `q`, 1e-3
+//! relative), the core's conv bias gradient without its last position (the update: `q`, 7e-3
+//! relative). Unmutated, the largest relative differences are 3e-7 for the outputs, 6e-6 for
+//! the factors and 1e-5 for the directions (f32 on both sides).
+
+mod common;
 
 use acktr_core::env::{Action, Breakout, Env, Pcg64, BREAKOUT_OBS};
 use acktr_core::{
-    log_softmax, standard_normal, uniform01, Activation, ActorCritic, Config, ConvEncoder, Ending,
-    Forward, HeadKind, Learner, Step,
+    log_softmax, read_policy_into, standard_normal, uniform01, Activation, ActorCritic, Config,
+    ConvEncoder, Ending, Forward, HeadKind, Learner, MinAtarSmall, Step,
 };
+use acktr_host::agent::Agent;
+use acktr_torch::agent::TorchAgent;
 use acktr_torch::learner::{Batch, FisherNoise, TorchLearner};
 use acktr_torch::net::{Arch, TorchNet};
 use tch::{Device, Kind, Tensor};
@@ -163,8 +174,8 @@ fn boards(n: usize, seed: u64) -> Vec<[f32; IN]> {
 }
 
 /// Logits and values of both nets on `obs` agree to 1e-5 relative; the greedy actions agree
-/// away from near-ties. Returns how often each action is the greedy one.
-fn same_outputs(what: &str, t: &TorchNet, core: &Net, obs: &[[f32; IN]]) -> [usize; P] {
+/// away from near-ties. Returns each board's greedy action (`None` for a near-tie).
+fn same_outputs(what: &str, t: &TorchNet, core: &Net, obs: &[[f32; IN]]) -> Vec<Option<usize>> {
     let fw = tch::no_grad(|| t.forward(&chw(obs)));
     let (tz, tv) = (flat(&fw.z), flat(&fw.v));
     let (mut cz, mut cv) = (Vec::new(), Vec::new());
@@ -177,19 +188,35 @@ fn same_outputs(what: &str, t: &TorchNet, core: &Net, obs: &[[f32; IN]]) -> [usi
     close(&format!("{what}: logits"), &cz, &tz, 1e-5);
     close(&format!("{what}: values"), &cv, &tv, 1e-5);
     let scale = tz.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
-    let mut counts = [0; P];
+    let mut greedy = Vec::with_capacity(obs.len());
     for (i, (o, z)) in obs.iter().zip(tz.chunks(P)).enumerate() {
         let mut s = z.to_vec();
         s.sort_by(|a, b| b.total_cmp(a));
         if s[0] - s[1] < 1e-4 * scale {
-            continue; // a near-tie: rounding may pick either
+            greedy.push(None); // a near-tie: rounding may pick either
+            continue;
         }
-        let greedy = core.act_deterministic(o);
-        let k = greedy.iter().position(|&a| a == 1.0).unwrap();
+        let k = core
+            .act_deterministic(o)
+            .iter()
+            .position(|&a| a == 1.0)
+            .unwrap();
         assert_eq!(z[k], s[0], "{what}: greedy action of board {i}");
-        counts[k] += 1;
+        greedy.push(Some(k));
     }
-    counts
+    greedy
+}
+
+/// Not a constant policy: at least two actions are the greedy one somewhere.
+fn assert_not_constant(what: &str, greedy: &[Option<usize>]) {
+    let mut counts = [0; P];
+    for k in greedy.iter().flatten() {
+        counts[*k] += 1;
+    }
+    assert!(
+        counts.iter().filter(|&&c| c > 0).count() >= 2,
+        "{what}: greedy actions {counts:?}"
+    );
 }
 
 /// A batch of `obs` with random actions, advantages and returns, for both sides.
@@ -253,12 +280,55 @@ fn the_core_acts_as_the_trained_tch_policy() {
     tch::manual_seed(2);
     let t = trained_tch_net();
     let core = to_core(&t);
-    let counts = same_outputs("trained", &t, &core, &boards(160, 8));
-    // Not a constant policy: at least two actions are someone's greedy choice.
-    assert!(
-        counts.iter().filter(|&&c| c > 0).count() >= 2,
-        "greedy actions {counts:?}"
-    );
+    let greedy = same_outputs("trained", &t, &core, &boards(160, 8));
+    assert_not_constant("trained", &greedy);
+}
+
+#[test]
+fn the_export_is_the_cores_minatar_small() {
+    let config = Config {
+        cold_iters: 2,
+        eta_max: 0.5,
+        kl_clip: 0.05,
+        ..Config::default()
+    };
+    let mut agent = TorchAgent::new(
+        config,
+        Arch::MinAtarSmall,
+        &[C, HW, HW],
+        HeadKind::Categorical,
+        P,
+        Device::Cpu,
+        6,
+    )
+    .unwrap();
+    let before = common::weights(&agent);
+    for k in 0..8 {
+        let obs = flat(&chw(&boards(64, 300 + k as u64)));
+        agent.update(&common::rollout(obs, IN, P, 1, k)).unwrap();
+    }
+    let moved = before
+        .iter()
+        .zip(&common::weights(&agent))
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(moved > 1e-2, "the updates moved the weights (max {moved})");
+
+    let bytes = agent.export().unwrap();
+    let mut core = MinAtarSmall::zeros(Activation::Tanh, HeadKind::Gaussian);
+    assert_eq!(read_policy_into(&bytes, &mut core), Ok(None));
+    let obs = boards(160, 9);
+    let greedy = same_outputs("exported", &agent.learner.net, &core, &obs);
+    assert_not_constant("exported", &greedy);
+    // The agent's own greedy actions (`act`, deterministic) from the CHW boards.
+    let (actions, _) = agent.act(&flat(&chw(&obs)), obs.len(), true).unwrap();
+    for (i, (g, a)) in greedy.iter().zip(actions.chunks(P)).enumerate() {
+        if let Some(k) = g {
+            assert_eq!(
+                a[*k], 1.0,
+                "exported: the agent's greedy action of board {i}"
+            );
+        }
+    }
 }
 
 /// A `d×d` factor written out by `write`.
