@@ -122,7 +122,7 @@ ln -s "$root/bench" "$tmp/bench"
 mkdir -p "$tmp/docs"
 (
   cd "$tmp"
-  "$acktr" benchmark report bench/classic.csv bench/mujoco.csv --notes bench/results-notes.md --out docs/results.md \
+  "$acktr" benchmark report bench/classic.csv bench/mujoco.csv bench/minatar.csv --notes bench/results-notes.md --out docs/results.md \
     --img docs/img >/dev/null
   "$acktr" benchmark report bench/hopper-300k.csv --out docs/results-hopper-300k.md \
     --img docs/img/hopper-300k >/dev/null

@@ -1530,6 +1530,18 @@ fn verdict(medians: &[AlgoMedians], has_threshold: bool) -> Verdict {
     let get = |name: &str| medians.iter().find(|m| m.algo == name);
     let mut text = Vec::new();
     let steps_cell = match (get("acktr"), get("a2c")) {
+        // No threshold: the returns at the budget, where a ratio of them means something.
+        (Some(a), Some(b)) if !has_threshold => match (a.last100, b.last100) {
+            (Some(x), Some(y)) if x >= 0.0 && y > 0.0 => {
+                text.push(format!(
+                    "No threshold: at the budget, median last-100 training means acktr {x:.2} \
+                     and a2c {y:.2}, {:.2}× a2c's.",
+                    x / y
+                ));
+                format!("no threshold; last-100 at the budget {:.2}× a2c's", x / y)
+            }
+            _ => "— (no threshold)".to_string(),
+        },
         _ if !has_threshold => "— (no threshold)".to_string(),
         (Some(a), Some(b)) => match (a.steps, b.steps) {
             (Some(x), Some(y)) => {

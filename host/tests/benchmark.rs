@@ -484,7 +484,12 @@ fn report_medians_match_a_hand_made_csv() {
     text.push_str(&csv_block("sb3-ppo", 0, &ppo, 300.0));
     // An environment in no suite (no threshold): the return at the budget decides.
     let (foo_acktr, foo_trpo) = (fake_episodes(10, 90, 20), fake_episodes(60, 60, 20));
-    for (algo, eps) in [("acktr", &foo_acktr), ("sb3-trpo", &foo_trpo)] {
+    let foo_a2c = fake_episodes(30, 40, 20);
+    for (algo, eps) in [
+        ("acktr", &foo_acktr),
+        ("sb3-trpo", &foo_trpo),
+        ("a2c", &foo_a2c),
+    ] {
         text.push_str(&csv_block(algo, 0, eps, 0.0).replace("CartPole-v1,", "Foo-v0,"));
     }
     let csv = t.path().join("hand.csv");
@@ -584,7 +589,15 @@ fn report_medians_match_a_hand_made_csv() {
     };
     let (x, y) = (last100(&foo_acktr), last100(&foo_trpo));
     let foo = table_row(&md, "Foo-v0");
-    assert_eq!(foo[1], "— (no threshold)", "{md}");
+    // Without a threshold, acktr against a2c is the ratio of their returns at the budget.
+    assert_eq!(
+        foo[1],
+        format!(
+            "no threshold; last-100 at the budget {:.2}× a2c's",
+            x / last100(&foo_a2c)
+        ),
+        "{md}"
+    );
     assert_eq!(
         foo[2],
         format!(
