@@ -22,7 +22,8 @@
 # (instruction counts, not time), so no line needs normalising. What would vary, flash with the
 # checkout's path (panic messages name source files), is fixed by building with the paths
 # remapped (firmware_env in scripts/firmware-lib.sh; CI builds the same way). A plain
-# `cargo run --release` can therefore print a flash figure a few bytes off.
+# `cargo run --release` can therefore print a flash figure a few bytes off. What remapping
+# cannot fix, code layout following cargo's path hashes, --check tolerates (firmware_same).
 # Time on a 2-core VM: about 3.5 minutes when everything is built (mostly QEMU), about 6 from
 # partly built target folders.
 set -euo pipefail
