@@ -1,18 +1,16 @@
 //! # acktr-core
 //!
 //! ACKTR (Actor-Critic using Kronecker-Factored Trust Region; Wu, Mansimov, Liao, Grosse, Ba,
-//! 2017) for fixed-size MLP actor-critics: `no_std`, no allocator, no `unsafe`. Sizes are const
-//! generics and every buffer is inline, so a [`Learner`] can live in a `static` on a
-//! microcontroller; the same code trains on a workstation (the `acktr` CLI's native backend).
+//! 2017) for fixed-size MLP actor-critics, optionally on a conv encoder: `no_std`, no
+//! allocator, no `unsafe`. Sizes are const generics and every buffer is inline, so a
+//! [`Learner`] can live in a `static` on a microcontroller; the same code trains on a
+//! workstation (the `acktr` CLI's native backend).
 //!
 //! ## Train, then export
 //!
 //! A 4-32-32 tanh actor-critic with a categorical head learns CartPole-v1 from two
 //! environments × 16 steps per update; its policy is then written as a policy file (the
 //! format the firmware loads, `docs/format.md`) and read back:
-//!
-//! [`Conv2d`] with its [`ConvCurvature`] is a convolution front-end for grid sensors (KFC, the
-//! convolutional K-FAC), built from the same factors; the [`Learner`] does not drive it yet.
 //!
 //! ```
 //! use acktr_core::{env::CartPole, encoded_len, read_policy, write_policy, Activation, Config,
@@ -50,6 +48,11 @@
 //! [`Learner`] (the weights; [`Config`] holds every setting under the paper's names) →
 //! [`write_policy`] / [`read_policy`] / [`read_policy_into`] (the policy file). [`env`](mod@env) has
 //! Gymnasium-exact environments (feature `envs`, on by default).
+//!
+//! For grid sensors, a [`ConvEncoder`] (one [`Conv2d`] layer with its KFC factors,
+//! [`ConvCurvature`]) sits below the trunks: `Learner<OBS, H, P, T, IN, ConvEncoder<…>>`, its
+//! policy file version 2 ([`write_conv_policy_parts`]). [`MinAtarSmall`] names the
+//! microcontroller's MinAtar net and [`MINATAR_SMALL_LEARNER_BYTES`] its learner's size.
 //!
 //! Every fallible call returns [`Error`], whose variant names the phase that failed; an update
 //! that fails leaves the weights and momentum as they were (see [`Learner::update`]).

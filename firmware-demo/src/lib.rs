@@ -6,6 +6,7 @@
 //!   not cycles). [`clock::calibrate`] checks the ratio with a loop of known length.
 //! - [`memory`]: static RAM and flash use from the linker's symbols, and the stack high-water
 //!   mark (cortex-m-rt's `paint-stack` fills the stack with `0xCCCC_CCCC` before `main`).
+//! - [`report`]: the number formats and means the programs' reports share.
 //! - A panic handler and a `HardFault` handler that print over semihosting and exit with a
 //!   failure code, so nothing on this firmware ends in a silent fault loop.
 #![no_std]
@@ -39,6 +40,47 @@ pub fn exit_success() -> ! {
     debug::exit(debug::EXIT_SUCCESS);
     loop {
         asm::wfi();
+    }
+}
+
+/// What the programs' reports share: percentages, one-decimal numbers, rows of numbers and the
+/// mean learning curve over seeds.
+pub mod report {
+    use core::fmt;
+
+    /// `part / whole` in percent (`whole` 0 counts as 1).
+    pub fn percent(part: u64, whole: u64) -> f32 {
+        100.0 * part as f32 / whole.max(1) as f32
+    }
+
+    /// A number with one decimal.
+    pub struct Fixed1(pub f32);
+
+    impl fmt::Display for Fixed1 {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "{:.1}", self.0)
+        }
+    }
+
+    /// A row of numbers, each printed with the width and precision given to the row.
+    pub struct Row<'a, T>(pub &'a [T]);
+
+    impl<T: fmt::Display> fmt::Display for Row<'_, T> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            for v in self.0 {
+                match (f.width(), f.precision()) {
+                    (Some(w), Some(p)) => write!(f, " {v:>w$.p$}")?,
+                    (Some(w), None) => write!(f, " {v:>w$}")?,
+                    _ => write!(f, " {v}")?,
+                }
+            }
+            Ok(())
+        }
+    }
+
+    /// The mean over the seeds' curves at every checkpoint.
+    pub fn mean_curve<const N: usize>(curves: &[[f32; N]]) -> [f32; N] {
+        core::array::from_fn(|k| curves.iter().map(|c| c[k]).sum::<f32>() / curves.len() as f32)
     }
 }
 

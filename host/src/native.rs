@@ -19,11 +19,20 @@ use crate::agent::{blob, bytes_f32, f32_bytes, Agent, HostRollout};
 use crate::error::{HostError, Result};
 use crate::settings::ArchArg;
 
-/// The encoder of `--arch minatar-medium` (MinAtar/Breakout-v1's default): MinAtar's
-/// 10×10×4 channel-last board, 8 filters 4×4 at stride 2 (a 4×4 output reading every cell),
-/// ReLU, 128 features into one 64-64 trunk. Too large for a microcontroller's RAM
-/// (`MinAtarSmall` is the device's net).
-pub type MinAtarMediumEncoder = ConvEncoder<4, 8, 4, 2, 64, 10, 10, 4, 4, true>;
+/// The encoder of `--arch minatar-medium` (the MinAtar games' default): MinAtar's 10×10×`C`
+/// channel-last board, 8 filters 4×4 at stride 2 (a 4×4 output reading every cell), ReLU, 128
+/// features into one 64-64 trunk. Too large for a microcontroller's RAM (`MinAtarSmall` is the
+/// device's net). `N` = 16·`C` is a patch's length; built for `C` = 4 (Breakout, Asterix) and
+/// 6 (SpaceInvaders).
+pub type MinAtarMediumEncoder<const C: usize, const N: usize> =
+    ConvEncoder<C, 8, 4, 2, N, 10, 10, 4, 4, true>;
+
+/// The MinAtar games `--arch minatar-medium` is built for: (id, channels, actions).
+pub const MINATAR_MEDIUM_GAMES: [(&str, usize, usize); 3] = [
+    ("MinAtar/Breakout-v1", 4, 3),
+    ("MinAtar/Asterix-v1", 4, 5),
+    ("MinAtar/SpaceInvaders-v1", 6, 4),
+];
 
 /// Hidden widths compiled in.
 pub const HIDDEN: [usize; 5] = [16, 32, 64, 128, 256];
@@ -437,22 +446,44 @@ pub fn make(spec: &NativeSpec) -> Result<Option<Box<dyn Agent>>> {
         return Ok(Some(Box::new(a)));
     }
     if spec.arch == ArchArg::MinatarMedium {
-        // MinAtar/Breakout-v1's default net: 8 filters, one 64-64 trunk, categorical.
-        let fits = spec.obs_shape == [4, 10, 10]
-            && spec.outputs == 3
-            && spec.hidden == 64
-            && !spec.separate
-            && spec.head == HeadKind::Categorical;
-        if !fits {
-            return Ok(None);
-        }
-        let a = NativeAgent::<128, 64, 3, 1, 400, MinAtarMediumEncoder>::new(
-            spec.config,
-            spec.activation,
-            spec.head,
-            spec.seed,
-        )?;
-        return Ok(Some(Box::new(a)));
+        // The MinAtar games' default net: 8 filters, one 64-64 trunk, categorical; one
+        // instantiation per (channels, actions) of `MINATAR_MEDIUM_GAMES`.
+        let fits = spec.hidden == 64 && !spec.separate && spec.head == HeadKind::Categorical;
+        let (c, sp) = (spec.config, spec);
+        let a: Box<dyn Agent> = match (fits, spec.obs_shape.as_slice(), spec.outputs) {
+            (true, [4, 10, 10], 3) => {
+                Box::new(NativeAgent::<
+                    128,
+                    64,
+                    3,
+                    1,
+                    400,
+                    MinAtarMediumEncoder<4, 64>,
+                >::new(c, sp.activation, sp.head, sp.seed)?)
+            }
+            (true, [4, 10, 10], 5) => {
+                Box::new(NativeAgent::<
+                    128,
+                    64,
+                    5,
+                    1,
+                    400,
+                    MinAtarMediumEncoder<4, 64>,
+                >::new(c, sp.activation, sp.head, sp.seed)?)
+            }
+            (true, [6, 10, 10], 4) => {
+                Box::new(NativeAgent::<
+                    128,
+                    64,
+                    4,
+                    1,
+                    600,
+                    MinAtarMediumEncoder<6, 96>,
+                >::new(c, sp.activation, sp.head, sp.seed)?)
+            }
+            _ => return Ok(None),
+        };
+        return Ok(Some(a));
     }
     if spec.arch != ArchArg::Mlp || spec.obs_shape.len() != 1 {
         return Ok(None);
@@ -471,7 +502,7 @@ pub fn make(spec: &NativeSpec) -> Result<Option<Box<dyn Agent>>> {
 /// What is built in, for error messages.
 pub fn built_in() -> String {
     format!(
-        "observation/action sizes 4/2, 6/3, 3/1, 2/1 (CartPole, Acrobot, Pendulum, MountainCarContinuous) with two equal hidden layers of {:?}, and 11/3, 17/6 (Hopper, HalfCheetah, Walker2d) with 64-64; shared or separate trunks; and --arch minatar-small (hidden 32, shared) and minatar-medium (hidden 64, shared) for MinAtar/Breakout-v1",
+        "observation/action sizes 4/2, 6/3, 3/1, 2/1 (CartPole, Acrobot, Pendulum, MountainCarContinuous) with two equal hidden layers of {:?}, and 11/3, 17/6 (Hopper, HalfCheetah, Walker2d) with 64-64; shared or separate trunks; --arch minatar-small (hidden 32, shared) for MinAtar/Breakout-v1, and minatar-medium (hidden 64, shared) for MinAtar's Breakout-v1, Asterix-v1 and SpaceInvaders-v1",
         HIDDEN
     )
 }

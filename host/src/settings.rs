@@ -105,7 +105,8 @@ pub enum ArchArg {
     /// it as a version-2 policy file.
     MinatarSmall,
     /// MinAtar conv net of the native backend (conv 8×4×4 stride 2 → 64-64, ReLU):
-    /// MinAtar/Breakout-v1's default; `acktr export` writes it as a version-2 policy file.
+    /// the default of MinAtar Breakout, Asterix and SpaceInvaders; `acktr export` writes it as a
+    /// version-2 policy file.
     MinatarMedium,
     /// Nature DQN CNN (84×84×4 Atari frames).
     Nature,
@@ -585,12 +586,18 @@ fn preset(env: &str, name: PresetName, arch: Option<ArchArg>) -> Preset {
             },
             ..mlp(false)
         },
-        // MinAtar/Breakout-v1's default (`--arch minatar-medium`, native): 8 filters and a
-        // 64-64 trunk, the learner's defaults on 16 envs × 5 steps, η_max decaying linearly.
-        // Seeds 0–5 at 1M env steps: last-100 training means 12.1–19.2, median 14.4 (a
-        // constant η_max: 8.9–15.4, median 12.7; the 32-32 small net: median 11.96 on seeds
-        // 0–2, 10.8 on 0–8). docs/results.md has the suite's figures.
-        "MinAtar/Breakout-v1" if !fast && matches!(arch, None | Some(ArchArg::MinatarMedium)) => {
+        // The MinAtar suite's games' default (`--arch minatar-medium`, native): 8 filters and
+        // a 64-64 trunk, the learner's defaults on 16 envs × 5 steps, η_max decaying linearly.
+        // Tuned on Breakout: seeds 0–5 at 1M env steps, last-100 training means 12.1–19.2,
+        // median 14.4 (a constant η_max: 8.9–15.4, median 12.7; the 32-32 small net: median
+        // 11.96 on seeds 0–2, 10.8 on 0–8); Asterix and SpaceInvaders take it unchanged.
+        // docs/results.md has the suite's figures.
+        id if !fast
+            && matches!(arch, None | Some(ArchArg::MinatarMedium))
+            && crate::native::MINATAR_MEDIUM_GAMES
+                .iter()
+                .any(|(game, _, _)| *game == id) =>
+        {
             Preset {
                 num_envs: 16,
                 num_steps: 5,
@@ -738,6 +745,14 @@ impl TrainArgs {
             train_mean_window: self.train_mean_window,
             train_mean_no_stop: self.train_mean_no_stop,
         };
+        if !s.separate && s.config.vf_kl_clip > 0.0 && self.vf_kl_clip.is_none() {
+            return Err(HostError::InvalidSetting(format!(
+                "--separate false: {}'s default preset (--preset sample) fits the critic under \
+                 its own trust region (--vf-kl-clip {}), which needs separate actor and critic \
+                 trunks; for one shared trunk add --preset fast (one joint trust region)",
+                s.env, s.config.vf_kl_clip
+            )));
+        }
         if s.train_mean_window == 0 {
             return Err(HostError::InvalidSetting(
                 "--train-mean-window must be at least 1 episode".into(),

@@ -136,6 +136,48 @@ fn native_run_exports_a_policy_the_core_loads() {
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
+/// The CartPole firmware's net as docs/embedded.md trains it (one shared 32-32 tanh trunk): the
+/// sample preset's own critic trust region needs separate trunks, so `--separate false` alone
+/// is refused with the way out; with `--preset fast` the export is the shape the firmware reads.
+#[test]
+fn a_shared_trunk_for_the_firmware_needs_the_fast_preset() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let net = [
+        "train",
+        "--env",
+        "CartPole-v1",
+        "--arch",
+        "mlp",
+        "--hidden",
+        "32,32",
+        "--separate",
+        "false",
+        "--activation",
+        "tanh",
+        "--total-steps",
+        "3200",
+        "--quiet",
+        "--out",
+        run.to_str().unwrap(),
+    ];
+    assert_refused(&net, "add --preset fast");
+    assert!(!run.exists(), "a refused run writes nothing");
+    let o = acktr(&[&net[..], &["--preset", "fast"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let file = dir.path().join("p.ackp");
+    let o = acktr(&[
+        "export",
+        run.to_str().unwrap(),
+        "-o",
+        file.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bytes = std::fs::read(&file).unwrap();
+    let (net, _) = acktr_core::read_policy::<4, 32, 2, 1>(&bytes).expect("the firmware's shape");
+    assert!(net.is_finite());
+}
+
 /// The small MinAtar conv net (`--arch minatar-small`) end to end on the native backend:
 /// train, resume, export (a version-2 policy file), evaluate; then acktr-core's `MinAtarSmall`
 /// loaded from the export acts as the run's checkpointed agent: the same deterministic action
@@ -165,6 +207,60 @@ fn minatar_breakouts_default_is_the_native_medium_net() {
         "conv 8×4×4 stride 2 on 4×10×10",
         10 + 18 + 4 * (8 * 65 + 64 * 129 + 64 * 65 + 3 * 65 + 65) + 4,
     );
+}
+
+/// MinAtar Asterix (4 channels, 5 actions) and SpaceInvaders (6 channels, 4 actions) through
+/// Gymnasium: no --arch gives the native medium net built for the game, and the export is
+/// that net as a version-2 file the core reads back with the game's sizes.
+#[test]
+fn minatar_asterix_and_space_invaders_default_to_native_medium_nets() {
+    use acktr_core::{
+        read_header, read_policy_into, Activation, ActorCritic, ConvEncoder, HeadKind,
+    };
+    fn check<const C: usize, const N: usize, const IN: usize, const A: usize>(id: &str) {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        let r = run.to_str().unwrap();
+        let o = acktr(&[
+            "train",
+            "--env",
+            id,
+            "--total-steps",
+            "800",
+            "--eval-episodes",
+            "0",
+            "--out",
+            r,
+            "--quiet",
+        ]);
+        assert!(o.status.success(), "{id}: {}", stderr(&o));
+        let config = std::fs::read_to_string(run.join("config.json")).unwrap();
+        for want in [
+            "\"backend\": \"Native\"".to_string(),
+            "\"arch\": \"MinatarMedium\"".to_string(),
+            format!("conv 8×4×4 stride 2 on {C}×10×10 → 128-64-64 shared trunk"),
+        ] {
+            assert!(config.contains(&want), "{id}: {want}: {config}");
+        }
+        let file = dir.path().join("p.ackp");
+        let o = acktr(&["export", r, "-o", file.to_str().unwrap()]);
+        assert!(o.status.success(), "{id}: {}", stderr(&o));
+        let bytes = std::fs::read(&file).unwrap();
+        let h = read_header(&bytes).unwrap();
+        assert_eq!((h.version, h.obs_dim as usize), (2, IN), "{id}");
+        let mut net = ActorCritic::<
+            128,
+            64,
+            A,
+            1,
+            IN,
+            ConvEncoder<C, 8, 4, 2, N, 10, 10, 4, 4, true>,
+        >::zeros(Activation::Tanh, HeadKind::Gaussian);
+        assert_eq!(read_policy_into(&bytes, &mut net), Ok(None), "{id}");
+        assert!(net.is_finite() && net.head == HeadKind::Categorical, "{id}");
+    }
+    check::<4, 64, 400, 5>("MinAtar/Asterix-v1");
+    check::<6, 96, 600, 4>("MinAtar/SpaceInvaders-v1");
 }
 
 /// Train MinAtar/Breakout-v1 with `arch` (800 env steps, then `--resume` to 1,600), check the

@@ -34,6 +34,7 @@ use acktr_core::{
 };
 use cortex_m_rt::entry;
 use cortex_m_semihosting::hprintln;
+use firmware_demo::report::{mean_curve, percent, Fixed1, Row};
 use firmware_demo::{clock, exit_failure, exit_success, memory, Tally};
 
 type Learn = MinAtarSmallLearner;
@@ -173,11 +174,6 @@ struct TuneCosts {
     update: Tally,
     /// The dearest single update (one with the factors' `LDLᵀ`).
     max_update: u64,
-}
-
-/// `part / whole` in percent.
-fn percent(part: u64, whole: u64) -> f32 {
-    100.0 * part as f32 / whole.max(1) as f32
 }
 
 /// The whole program; `Ok(pass)`.
@@ -378,36 +374,6 @@ fn run(learner: &mut Learn, batch: &mut Batch) -> Result<bool, Failure> {
         if ram_met { "met" } else { "MISSED" }
     );
     Ok(pass)
-}
-
-/// A number with one decimal.
-struct Fixed1(f32);
-
-impl core::fmt::Display for Fixed1 {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{:.1}", self.0)
-    }
-}
-
-/// Prints a row of numbers, each with the width and precision given to it.
-struct Row<'a, T>(&'a [T]);
-
-impl<T: core::fmt::Display> core::fmt::Display for Row<'_, T> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        for v in self.0 {
-            match (f.width(), f.precision()) {
-                (Some(w), Some(p)) => write!(f, " {v:>w$.p$}")?,
-                (Some(w), None) => write!(f, " {v:>w$}")?,
-                _ => write!(f, " {v}")?,
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The mean over the seeds at every checkpoint.
-fn mean_curve(curves: &[[f32; CHECKPOINTS + 1]]) -> [f32; CHECKPOINTS + 1] {
-    core::array::from_fn(|k| curves.iter().map(|c| c[k]).sum::<f32>() / curves.len() as f32)
 }
 
 /// Mean deterministic return of `net` on `params`, its game steps and its instructions.

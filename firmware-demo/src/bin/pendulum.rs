@@ -35,6 +35,7 @@ use acktr_core::{
 };
 use cortex_m_rt::entry;
 use cortex_m_semihosting::hprintln;
+use firmware_demo::report::{percent, Fixed1};
 use firmware_demo::{clock, exit_failure, exit_success, memory, Tally};
 
 /// Hidden width of both trunks.
@@ -334,23 +335,9 @@ fn train(
     Ok(curve)
 }
 
-/// `part / whole` in percent.
-fn percent(part: u64, whole: u64) -> f32 {
-    100.0 * part as f32 / whole.max(1) as f32
-}
-
 /// Seconds at [`CLOCK_HZ`].
 fn seconds(instructions: u64) -> f32 {
     instructions as f32 / CLOCK_HZ as f32
-}
-
-/// A number with one decimal.
-struct Fixed1(f32);
-
-impl core::fmt::Display for Fixed1 {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{:.1}", self.0)
-    }
 }
 
 /// "met" or "MISSED".
