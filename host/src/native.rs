@@ -449,38 +449,10 @@ pub fn make(spec: &NativeSpec) -> Result<Option<Box<dyn Agent>>> {
         // The MinAtar games' default net: 8 filters, one 64-64 trunk, categorical; one
         // instantiation per (channels, actions) of `MINATAR_MEDIUM_GAMES`.
         let fits = spec.hidden == 64 && !spec.separate && spec.head == HeadKind::Categorical;
-        let (c, sp) = (spec.config, spec);
-        let a: Box<dyn Agent> = match (fits, spec.obs_shape.as_slice(), spec.outputs) {
-            (true, [4, 10, 10], 3) => {
-                Box::new(NativeAgent::<
-                    128,
-                    64,
-                    3,
-                    1,
-                    400,
-                    MinAtarMediumEncoder<4, 64>,
-                >::new(c, sp.activation, sp.head, sp.seed)?)
-            }
-            (true, [4, 10, 10], 5) => {
-                Box::new(NativeAgent::<
-                    128,
-                    64,
-                    5,
-                    1,
-                    400,
-                    MinAtarMediumEncoder<4, 64>,
-                >::new(c, sp.activation, sp.head, sp.seed)?)
-            }
-            (true, [6, 10, 10], 4) => {
-                Box::new(NativeAgent::<
-                    128,
-                    64,
-                    4,
-                    1,
-                    600,
-                    MinAtarMediumEncoder<6, 96>,
-                >::new(c, sp.activation, sp.head, sp.seed)?)
-            }
+        let a = match (fits, spec.obs_shape.as_slice(), spec.outputs) {
+            (true, [4, 10, 10], 3) => medium::<3, 4, 64, 400>(spec)?,
+            (true, [4, 10, 10], 5) => medium::<5, 4, 64, 400>(spec)?,
+            (true, [6, 10, 10], 4) => medium::<4, 6, 96, 600>(spec)?,
             _ => return Ok(None),
         };
         return Ok(Some(a));
@@ -497,6 +469,20 @@ pub fn make(spec: &NativeSpec) -> Result<Option<Box<dyn Agent>>> {
         (17, 6) => sizes!(spec, 17, 6; 64),                 // HalfCheetah-v5, Walker2d-v5
         _ => None,
     })
+}
+
+/// The `--arch minatar-medium` agent for `P` actions on a 10×10×`C` board (`N` = 16·`C`,
+/// `IN` = 100·`C`).
+fn medium<const P: usize, const C: usize, const N: usize, const IN: usize>(
+    spec: &NativeSpec,
+) -> Result<Box<dyn Agent>> {
+    let a = NativeAgent::<128, 64, P, 1, IN, MinAtarMediumEncoder<C, N>>::new(
+        spec.config,
+        spec.activation,
+        spec.head,
+        spec.seed,
+    )?;
+    Ok(Box::new(a))
 }
 
 /// What is built in, for error messages.

@@ -41,6 +41,24 @@ fn assert_refused(args: &[&str], needle: &str) {
     assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
 }
 
+/// `acktr export RUN -o RUN.ackp`, which must succeed: the file's bytes.
+fn export_bytes(run: &Path) -> Vec<u8> {
+    let file = run.with_extension("ackp");
+    let o = acktr(&[
+        "export",
+        run.to_str().unwrap(),
+        "-o",
+        file.to_str().unwrap(),
+    ]);
+    assert!(
+        o.status.success(),
+        "export {}: {}",
+        run.display(),
+        stderr(&o)
+    );
+    std::fs::read(&file).unwrap()
+}
+
 fn eval_rows(run: &Path) -> Vec<(f64, f64)> {
     let text = std::fs::read_to_string(run.join("progress.csv")).expect("progress.csv");
     let mut lines = text.lines();
@@ -118,15 +136,7 @@ fn native_run_exports_a_policy_the_core_loads() {
     );
     // The sample preset's separate actor and critic trunks.
     assert!(config.contains("\"separate\": true"), "{config}");
-    let file = dir.path().join("p.ackp");
-    let o = acktr(&[
-        "export",
-        run.to_str().unwrap(),
-        "-o",
-        file.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let bytes = std::fs::read(&file).unwrap();
+    let bytes = export_bytes(&run);
     let (net, norm) =
         acktr_core::read_policy::<4, 64, 2, 2>(&bytes).expect("the core loads the export");
     assert!(norm.is_none() && net.is_finite());
@@ -165,15 +175,7 @@ fn a_shared_trunk_for_the_firmware_needs_the_fast_preset() {
     assert!(!run.exists(), "a refused run writes nothing");
     let o = acktr(&[&net[..], &["--preset", "fast"]].concat());
     assert!(o.status.success(), "{}", stderr(&o));
-    let file = dir.path().join("p.ackp");
-    let o = acktr(&[
-        "export",
-        run.to_str().unwrap(),
-        "-o",
-        file.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let bytes = std::fs::read(&file).unwrap();
+    let bytes = export_bytes(&run);
     let (net, _) = acktr_core::read_policy::<4, 32, 2, 1>(&bytes).expect("the firmware's shape");
     assert!(net.is_finite());
 }
@@ -242,10 +244,7 @@ fn minatar_asterix_and_space_invaders_default_to_native_medium_nets() {
         ] {
             assert!(config.contains(&want), "{id}: {want}: {config}");
         }
-        let file = dir.path().join("p.ackp");
-        let o = acktr(&["export", r, "-o", file.to_str().unwrap()]);
-        assert!(o.status.success(), "{id}: {}", stderr(&o));
-        let bytes = std::fs::read(&file).unwrap();
+        let bytes = export_bytes(&run);
         let h = read_header(&bytes).unwrap();
         assert_eq!((h.version, h.obs_dim as usize), (2, IN), "{id}");
         let mut net = ActorCritic::<
@@ -304,10 +303,7 @@ fn conv_run_exports_what_the_core_runs<const X: usize, const H: usize, E>(
     let o = acktr(&["eval", r, "--episodes", "2"]);
     assert!(o.status.success(), "{}", stderr(&o));
 
-    let file = dir.path().join("conv.ackp");
-    let o = acktr(&["export", r, "-o", file.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let bytes = std::fs::read(&file).unwrap();
+    let bytes = export_bytes(&run);
     assert_eq!(bytes, std::fs::read(run.join("policy.ackp")).unwrap());
     let h = read_header(&bytes).unwrap();
     assert_eq!((h.version, h.obs_dim, bytes.len()), (2, 400, file_len));
