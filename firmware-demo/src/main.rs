@@ -24,9 +24,9 @@
 //! Exit code: success only if all three goals are met: (a) ACKTR's final return, averaged over
 //! the seeds, beats the nominal policy's return on the changed plant by at least [`MIN_GAIN`]
 //! and is at least [`MIN_RATIO`]× it (for a policy already within `MIN_GAIN` of [`SOLVED`]
-//! there, one a user embeds: stays at `SOLVED` or above); (b) one ACKTR update, amortised inverse included, takes
-//! at most [`UPDATE_GOAL`] instructions; (c) static RAM + stack high-water mark ≤
-//! [`RAM_GOAL`]. Failure otherwise and on any error (printed first). `docs/embedded.md` has the
+//! there, one a user embeds: stays at `SOLVED` or above); (b) one ACKTR update, amortised
+//! inverse included, takes at most [`UPDATE_GOAL`] instructions; (c) static RAM + stack
+//! high-water mark ≤ [`RAM_GOAL`]. Failure otherwise and on any error (printed first). `docs/embedded.md` has the
 //! figures and the reasoning behind each setting.
 #![no_std]
 #![no_main]
