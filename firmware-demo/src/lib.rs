@@ -43,6 +43,31 @@ pub fn exit_success() -> ! {
     }
 }
 
+/// A program's start: the core peripherals taken and SysTick started as [`clock`], then its
+/// `statics` (handed out once: `None` on a second call) returned. Exits with a failure when
+/// either was taken already.
+pub fn start<T>(statics: Option<T>) -> T {
+    let (Some(cp), Some(statics)) = (cortex_m::Peripherals::take(), statics) else {
+        hprintln!("error: peripherals or statics already taken");
+        exit_failure()
+    };
+    clock::start(cp.SYST);
+    statics
+}
+
+/// A program's end by its result: success for `Ok(true)` (every goal met), failure for
+/// `Ok(false)` and for an error, which is printed first.
+pub fn finish<E: core::fmt::Display>(result: Result<bool, E>) -> ! {
+    match result {
+        Ok(true) => exit_success(),
+        Ok(false) => exit_failure(),
+        Err(e) => {
+            hprintln!("error: {}", e);
+            exit_failure()
+        }
+    }
+}
+
 /// What the programs' reports share: percentages, one-decimal numbers, rows of numbers and the
 /// mean learning curve over seeds.
 pub mod report {

@@ -44,7 +44,7 @@ use acktr_core::{
 use cortex_m_rt::entry;
 use cortex_m_semihosting::hprintln;
 use firmware_demo::report::{mean_curve, percent, Fixed1, Row};
-use firmware_demo::{clock, exit_failure, exit_success, memory, Tally};
+use firmware_demo::{clock, memory, Tally};
 
 type Net = SharedActorCritic<4, 32, 2>;
 /// CartPole's two actions: a categorical head (the embedded file must have one).
@@ -383,19 +383,8 @@ fn statics() -> Option<(&'static mut Arena, &'static mut Batch)> {
 
 #[entry]
 fn main() -> ! {
-    let (Some(cp), Some((arena, batch))) = (cortex_m::Peripherals::take(), statics()) else {
-        hprintln!("error: peripherals or statics already taken");
-        exit_failure()
-    };
-    clock::start(cp.SYST);
-    match run(arena, batch) {
-        Ok(true) => exit_success(),
-        Ok(false) => exit_failure(),
-        Err(e) => {
-            hprintln!("error: {}", e);
-            exit_failure()
-        }
-    }
+    let (arena, batch) = firmware_demo::start(statics());
+    firmware_demo::finish(run(arena, batch))
 }
 
 /// The stack high-water mark since the last call (or reset), then a repaint: each phase of the

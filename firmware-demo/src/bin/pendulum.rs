@@ -36,7 +36,7 @@ use acktr_core::{
 use cortex_m_rt::entry;
 use cortex_m_semihosting::hprintln;
 use firmware_demo::report::{percent, Fixed1};
-use firmware_demo::{clock, exit_failure, exit_success, memory, Tally};
+use firmware_demo::{clock, memory, Tally};
 
 /// Hidden width of both trunks.
 const H: usize = 16;
@@ -220,19 +220,8 @@ fn statics() -> Option<(&'static mut Learn, &'static mut Batch)> {
 
 #[entry]
 fn main() -> ! {
-    let (Some(cp), Some((learner, batch))) = (cortex_m::Peripherals::take(), statics()) else {
-        hprintln!("error: peripherals or statics already taken");
-        exit_failure()
-    };
-    clock::start(cp.SYST);
-    match run(learner, batch) {
-        Ok(true) => exit_success(),
-        Ok(false) => exit_failure(),
-        Err(e) => {
-            hprintln!("error: {}", e);
-            exit_failure()
-        }
-    }
+    let (learner, batch) = firmware_demo::start(statics());
+    firmware_demo::finish(run(learner, batch))
 }
 
 /// The stack high-water mark since the last call (or reset), then a repaint: each phase gets
