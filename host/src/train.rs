@@ -159,7 +159,12 @@ pub fn make_agent(s: &mut Settings, env: &dyn VecEnv, device: DeviceArg) -> Resu
     }
 }
 
-/// Policy actions (one-hot or continuous, `n × act_len`) as environment actions.
+/// Policy actions (one-hot or continuous, `n × act_len`) as environment actions. Continuous
+/// actions are clipped to the box, `clamp(a_i, low_i, high_i)`, as stable-baselines3 does: the
+/// rollout keeps the sample the policy drew (its log-probability is the one trained), and the
+/// environment never sees an action outside its bounds. Gymnasium's MuJoCo and
+/// MountainCarContinuous charge their action cost on the action as given (MuJoCo clamps only
+/// the control it applies), so without the clip a Gaussian's tails are penalised for nothing.
 pub fn env_actions(space: &Space, a: &[f32], n: usize) -> Actions {
     match space {
         Space::Discrete(k) => Actions::Discrete(
@@ -176,7 +181,25 @@ pub fn env_actions(space: &Space, a: &[f32], n: usize) -> Actions {
                 })
                 .collect(),
         ),
-        Space::Box { .. } => Actions::Continuous(a.to_vec()),
+        Space::Box { low, high } => Actions::Continuous(
+            a.chunks(low.len().max(1))
+                .take(n)
+                .flat_map(|c| {
+                    c.iter()
+                        .zip(low.iter().zip(high))
+                        // A NaN passes as it is, for the environment to refuse.
+                        .map(|(&v, (&lo, &hi))| {
+                            if v < lo {
+                                lo
+                            } else if v > hi {
+                                hi
+                            } else {
+                                v
+                            }
+                        })
+                })
+                .collect(),
+        ),
     }
 }
 
@@ -1368,5 +1391,29 @@ mod tests {
         let d = DoneLine::find(&done_line(1, 1.0, 0.0, None, Some(r))).expect("parsed");
         assert_eq!(d.reached.map(|r| r.target), Some(-150.5));
         assert!(DoneLine::find("acktr: training CartPole-v1").is_none());
+    }
+
+    #[test]
+    fn continuous_actions_reach_the_environment_inside_their_box() {
+        let space = Space::Box {
+            low: vec![-1.0, -2.0],
+            high: vec![1.0, f32::INFINITY],
+        };
+        // Two environments × two dimensions; each dimension has its own bounds.
+        let a = [-1.5, -2.5, 0.25, 1e9, 3.0, f32::NAN];
+        let Actions::Continuous(got) = env_actions(&space, &a[..4], 2) else {
+            panic!("continuous actions expected");
+        };
+        assert_eq!(got, [-1.0, -2.0, 0.25, 1e9]);
+        // Only `n` environments' actions; a NaN is passed on for the environment to refuse.
+        let Actions::Continuous(got) = env_actions(&space, &a[4..], 1) else {
+            panic!("continuous actions expected");
+        };
+        assert_eq!((got.len(), got[0]), (2, 1.0));
+        assert!(got[1].is_nan());
+        let Actions::Discrete(got) = env_actions(&Space::Discrete(3), &[0.0, 1.0, 0.0], 1) else {
+            panic!("discrete actions expected");
+        };
+        assert_eq!(got, [1]);
     }
 }

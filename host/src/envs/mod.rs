@@ -21,8 +21,8 @@ use crate::error::{HostError, Result};
 pub enum Space {
     /// `n` discrete actions: categorical head.
     Discrete(usize),
-    /// A box of `low.len()` dimensions: Gaussian head (actions are clipped to the bounds by the
-    /// environment).
+    /// A box of `low.len()` dimensions: Gaussian head (the trainer clips the actions it sends
+    /// to the bounds: `train::env_actions`).
     Box {
         /// Lower bounds.
         low: Vec<f32>,
