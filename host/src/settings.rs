@@ -643,9 +643,9 @@ fn preset(env: &str, name: PresetName, arch: Option<ArchArg>) -> Preset {
         },
         // Anything else (MuJoCo): the paper's layout and batch with normalised observations and
         // rewards, the critic under its own trust region (δ_v 0.1) fitted by 10 natural steps
-        // per batch, no entropy bonus, no momentum. Hopper-v5 at 300k env steps, seed 0: a
-        // last-100 training mean of 2,077 (docs/results-hopper-300k.md) against 193 with the
-        // joint trust region (`--preset fast`).
+        // per batch, no entropy bonus, no momentum. Its figures on Hopper-v5, HalfCheetah-v5
+        // and Walker2d-v5 at 1M env steps: docs/results.md; Hopper at 300k beside the critic in
+        // the Euclidean norm: docs/results-hopper-300k.md.
         _ => Preset {
             num_envs: 1,
             num_steps: 2500,
