@@ -6,7 +6,7 @@
 # settings on the host (`core/examples/breakout_finetune.rs`). Writes
 # bench/firmware/breakout-policies.txt (a header, then the example's output); extra arguments
 # go to the example (e.g. `--kl-clip 0.001`), and then the output goes to stdout only.
-# About 5 minutes on 2 vCPUs.
+# About 80 seconds on 2 vCPUs (ten 1M-step trainings, then 110 fine-tuning runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
