@@ -31,18 +31,34 @@ pub struct Runner<const OBS: usize, const E: usize> {
     steps: u64,
 }
 
-/// Turn a policy action into an environment action, checking that the spaces agree.
-pub fn env_action<const P: usize>(
+/// Turn a policy action `a` into an environment action, checking that the spaces agree. A
+/// continuous action is clipped to its box, `clamp(aᵢ, low, high)`, into `buf`, as
+/// stable-baselines3 does: environments such as MountainCarContinuous charge their action cost
+/// on the action as given, so the Gaussian's tails would cost reward and move nothing. `a`
+/// itself, the sample the rollout keeps, is unchanged; a NaN stays NaN, for the environment
+/// to refuse.
+pub fn env_action<'b, const P: usize>(
     head: HeadKind,
     space: ActionSpace,
     a: &[f32; P],
-) -> Result<Action<'_>, Error> {
+    buf: &'b mut [f32; P],
+) -> Result<Action<'b>, Error> {
     match (head, space) {
         (HeadKind::Categorical, ActionSpace::Discrete(n)) if n == P => {
             Ok(Action::Discrete(argmax(a)))
         }
-        (HeadKind::Gaussian, ActionSpace::Continuous { dim, .. }) if dim == P => {
-            Ok(Action::Continuous(a))
+        (HeadKind::Gaussian, ActionSpace::Continuous { dim, low, high }) if dim == P => {
+            for (b, &x) in buf.iter_mut().zip(a) {
+                // Not `f32::clamp`: it panics on a box with `low > high`, and this keeps NaN.
+                *b = if x < low {
+                    low
+                } else if x > high {
+                    high
+                } else {
+                    x
+                };
+            }
+            Ok(Action::Continuous(buf))
         }
         _ => Err(Error::EnvActionSpaceMismatch),
     }
@@ -97,8 +113,9 @@ impl<const OBS: usize, const E: usize> Runner<OBS, E> {
             for e in 0..E {
                 let (a, v, _) = net.act(&self.obs[e], rng);
                 let env = &mut envs[e];
+                let mut clipped = [0.0; P];
                 let tr = env
-                    .step(env_action(net.head, env.action_space(), &a)?)
+                    .step(env_action(net.head, env.action_space(), &a, &mut clipped)?)
                     .map_err(Error::Env)?;
                 self.ep_ret[e] += tr.reward;
                 self.ep_len[e] += 1;
@@ -166,8 +183,9 @@ pub fn evaluate<
             } else {
                 net.act(&obs, rng).0
             };
+            let mut clipped = [0.0; P];
             let tr = env
-                .step(env_action(net.head, env.action_space(), &a)?)
+                .step(env_action(net.head, env.action_space(), &a, &mut clipped)?)
                 .map_err(Error::Env)?;
             total += tr.reward;
             obs = tr.obs;

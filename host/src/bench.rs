@@ -76,7 +76,8 @@ pub struct BenchArgs {
     /// With `--import` or `--criterion`: the command that measured the figures.
     #[arg(long)]
     pub command: Option<String>,
-    /// Only the data-parallel table: CartPole-v1 native, 16 envs × 20 steps per rank, under
+    /// Only the data-parallel table: CartPole-v1 native, 16 envs × 20 steps per rank (and, run
+    /// as `acktr-torch`, MinAtar Breakout on tch with its preset's batch per rank), under
     /// `mpirun -np N` for each N given (comma separated): env steps per second of all ranks
     /// together and the all-reduce's share of an update's time. Needs the `mpi` feature and
     /// `mpirun` on PATH.
@@ -897,33 +898,92 @@ impl TrainArgs {
     }
 }
 
-/// One rank of the data-parallel table (under `mpirun`): `args.updates` collect + update
-/// iterations after 3 of warm-up, ACKTR then A2C; rank 0 prints one JSON line per algorithm.
+/// The data-parallel table's cases: CartPole-v1 on the native backend (the benchmark's
+/// separate 64-64 net, 16 envs × 20 steps per rank) and, in a build with libtorch, MinAtar
+/// Breakout on the tch backend (its preset: the conv net and batch of `acktr train`).
+fn mpi_cases() -> Vec<(&'static str, &'static str, Algo)> {
+    let mut cases = vec![
+        ("CartPole-v1", "native", Algo::Acktr),
+        ("CartPole-v1", "native", Algo::A2c),
+    ];
+    if crate::torch_hooks::get().is_some() {
+        cases.push(("MinAtar/Breakout-v1", "tch", Algo::Acktr));
+        cases.push(("MinAtar/Breakout-v1", "tch", Algo::A2c));
+    }
+    cases
+}
+
+/// One case of the data-parallel table on this rank: its agent, environments and batch.
+struct MpiCase {
+    agent: Box<dyn Agent>,
+    env: Box<dyn crate::envs::VecEnv>,
+    envs: usize,
+    steps: usize,
+}
+
+fn mpi_case(env_id: &str, backend: &str, algo: Algo) -> Result<MpiCase> {
+    if env_id == "CartPole-v1" {
+        return Ok(MpiCase {
+            agent: make(backend, algo, 1, false)?,
+            env: envs::make(env_id, Loop::ENVS)?,
+            envs: Loop::ENVS,
+            steps: Loop::STEPS,
+        });
+    }
+    use clap::Parser;
+    #[derive(Parser)]
+    struct P {
+        #[command(flatten)]
+        t: TrainArgs,
+    }
+    let args = ["bench", "--env", env_id, "--backend", backend];
+    let mut s = P::parse_from(args.into_iter().chain(["--algo", algo.cli_name()]))
+        .t
+        .resolve()?;
+    // Natural steps from the first update, so every timed update is an ACKTR update.
+    s.config.cold_iters = 0;
+    let env = envs::make(env_id, s.num_envs)?;
+    Ok(MpiCase {
+        agent: crate::train::make_agent(&mut s, env.as_ref(), crate::settings::DeviceArg::Cpu)?,
+        env,
+        envs: s.num_envs,
+        steps: s.num_steps,
+    })
+}
+
+/// One rank of the data-parallel table (under `mpirun`): for each of [`mpi_cases`],
+/// `args.updates` collect + update iterations after 3 of warm-up; rank 0 prints one JSON line
+/// per case.
 fn mpi_worker(args: &BenchArgs) -> Result<String> {
     use acktr_core::Collective;
     let mut world = crate::dist::World::init()?;
     let (rank, ranks) = (world.rank(), world.ranks());
     let mut out = String::new();
-    for algo in [Algo::Acktr, Algo::A2c] {
-        let mut l = Loop::new(make("native", algo, 1, false)?)?;
-        l.obs = l.env.reset(u64::from(rank) * Loop::ENVS as u64)?;
-        l.agent
-            .join_data_parallel(&mut world, (rank > 0).then_some(u64::from(rank)))?;
-        let iteration = |l: &mut Loop, world: &mut crate::dist::World| -> Result<Duration> {
-            let (agent, env) = (l.agent.as_mut(), l.env.as_mut());
-            collect(agent, env, &mut l.obs, &mut l.rollout, Loop::STEPS)?;
+    for (env_id, backend, algo) in mpi_cases() {
+        let MpiCase {
+            mut agent,
+            mut env,
+            envs,
+            steps,
+        } = mpi_case(env_id, backend, algo)?;
+        let (_, act_len) = head_for(env.action_space());
+        let mut rollout = HostRollout::new(envs, env.obs_len(), act_len);
+        let mut obs = env.reset(u64::from(rank) * envs as u64)?;
+        agent.join_data_parallel(&mut world, (rank > 0).then_some(u64::from(rank)))?;
+        let mut iteration = |world: &mut crate::dist::World| -> Result<Duration> {
+            collect(agent.as_mut(), env.as_mut(), &mut obs, &mut rollout, steps)?;
             let t = Instant::now();
-            l.agent.update_data_parallel(&l.rollout, world)?;
+            agent.update_data_parallel(&rollout, world)?;
             Ok(t.elapsed())
         };
         for _ in 0..3 {
-            iteration(&mut l, &mut world)?;
+            iteration(&mut world)?;
         }
         world.take_busy();
         let t = Instant::now();
         let mut update = Duration::ZERO;
         for _ in 0..args.updates {
-            update += iteration(&mut l, &mut world)?;
+            update += iteration(&mut world)?;
         }
         let wall = t.elapsed().as_secs_f64();
         let (busy, bytes) = world.take_busy();
@@ -941,9 +1001,12 @@ fn mpi_worker(args: &BenchArgs) -> Result<String> {
             out += &format!(
                 "{}\n",
                 serde_json::json!({
+                    "env": env_id,
+                    "backend": backend,
+                    "batch": format!("{envs} × {steps}"),
                     "algo": algo.label(),
                     "ranks": ranks,
-                    "env_steps_per_s": (args.updates * Loop::ENVS * Loop::STEPS) as f64 * f64::from(ranks) / wall,
+                    "env_steps_per_s": (args.updates * envs * steps) as f64 * f64::from(ranks) / wall,
                     "update_ms": update.as_secs_f64() * 1e3 / n,
                     "collective_ms": busy.as_secs_f64() * 1e3 / n,
                     "bytes_per_update": bytes as f64 / n,
@@ -955,52 +1018,107 @@ fn mpi_worker(args: &BenchArgs) -> Result<String> {
     Ok(out)
 }
 
-/// `mpirun -np N <this executable> bench --mpi-worker` for each N of `--mpi-ranks`, as a table.
+/// Rounds of the data-parallel table: every rank count once per round, the rounds interleaved
+/// so that a busy spell of a shared machine falls on all of them alike.
+const MPI_ROUNDS: usize = 3;
+
+/// `mpirun -np N <this executable> bench --mpi-worker` for each N of `--mpi-ranks`, in
+/// [`MPI_ROUNDS`] interleaved rounds, as one table of medians. The speed-up is the median over
+/// rounds of a row's env steps per second against the first rank count's in the same round.
 fn mpi_table(args: &BenchArgs) -> Result<String> {
     let exe = std::env::current_exe().map_err(|e| crate::HostError::io("current executable", e))?;
+    // (env, backend, batch, algo, ranks) → one JSON object per round, in first-seen order.
+    let mut rows: Vec<(String, Vec<serde_json::Value>)> = Vec::new();
+    for _ in 0..MPI_ROUNDS {
+        for &np in &args.mpi_ranks {
+            let o = std::process::Command::new("mpirun")
+                .args(args.mpirun_args.split_whitespace())
+                .args(["-np", &np.to_string()])
+                .arg(&exe)
+                .args([
+                    "bench",
+                    "--mpi-worker",
+                    "--updates",
+                    &args.updates.to_string(),
+                ])
+                .output()
+                .map_err(|e| crate::HostError::io("mpirun", e))?;
+            if !o.status.success() {
+                return Err(crate::HostError::Distributed(format!(
+                    "mpirun -np {np} failed: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                )));
+            }
+            for line in String::from_utf8_lossy(&o.stdout).lines() {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                    continue;
+                };
+                let key = ["env", "backend", "batch", "algo", "ranks"]
+                    .map(|k| v[k].to_string())
+                    .join("|");
+                match rows.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, runs)) => runs.push(v),
+                    None => rows.push((key, vec![v])),
+                }
+            }
+        }
+    }
     let mut out = format!(
-        "## Data-parallel ACKTR and A2C (MPI), CartPole-v1 native 64-64, 16 envs × 20 steps per rank, {} updates\n\n\
-         | algo | ranks | env-steps/s (all ranks) | update (mean) | in collectives (mean, waits included) | share | one all-reduce of those bytes alone | share | bytes all-reduced per update (per rank) |\n\
-         |---|---|---|---|---|---|---|---|---|\n",
+        "## Data-parallel ACKTR and A2C (MPI), {} updates per row, medians of {MPI_ROUNDS} interleaved rounds\n\n\
+         | env | backend | envs × steps per rank | algo | ranks | env-steps/s (all ranks) | speed-up | update (mean) | in collectives (mean, waits included) | share | one all-reduce of those bytes alone | share | bytes all-reduced per update (per rank) |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         args.updates
     );
-    for &np in &args.mpi_ranks {
-        let o = std::process::Command::new("mpirun")
-            .args(args.mpirun_args.split_whitespace())
-            .args(["-np", &np.to_string()])
-            .arg(&exe)
-            .args([
-                "bench",
-                "--mpi-worker",
-                "--updates",
-                &args.updates.to_string(),
-            ])
-            .output()
-            .map_err(|e| crate::HostError::io("mpirun", e))?;
-        if !o.status.success() {
-            return Err(crate::HostError::Distributed(format!(
-                "mpirun -np {np} failed: {}",
-                String::from_utf8_lossy(&o.stderr)
-            )));
-        }
-        for line in String::from_utf8_lossy(&o.stdout).lines() {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-                continue;
-            };
-            let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
-            out += &format!(
-                "| {} | {} | {:.0} | {:.3} ms | {:.3} ms | {:.0}% | {:.3} ms | {:.0}% | {:.0} |\n",
-                v["algo"].as_str().unwrap_or("?"),
-                f("ranks"),
-                f("env_steps_per_s"),
-                f("update_ms"),
-                f("collective_ms"),
-                100.0 * f("collective_ms") / f("update_ms"),
-                f("allreduce_alone_ms"),
-                100.0 * f("allreduce_alone_ms") / f("update_ms"),
-                f("bytes_per_update"),
-            );
-        }
+    let first_ranks = args.mpi_ranks.first().copied().unwrap_or(1);
+    for (_, runs) in &rows {
+        let v = &runs[0];
+        let med = |k: &str| {
+            median_f64(
+                &runs
+                    .iter()
+                    .map(|r| r[k].as_f64().unwrap_or(f64::NAN))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let base = rows.iter().find(|(_, b)| {
+            ["env", "backend", "batch", "algo"]
+                .iter()
+                .all(|k| b[0][k] == v[*k])
+                && b[0]["ranks"].as_f64() == Some(f64::from(first_ranks))
+        });
+        let speedup = base.map_or(f64::NAN, |(_, b)| {
+            median_f64(
+                &runs
+                    .iter()
+                    .zip(b)
+                    .map(|(r, b)| {
+                        r["env_steps_per_s"].as_f64().unwrap_or(f64::NAN)
+                            / b["env_steps_per_s"].as_f64().unwrap_or(f64::NAN)
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        });
+        let (update, busy, alone) = (
+            med("update_ms"),
+            med("collective_ms"),
+            med("allreduce_alone_ms"),
+        );
+        out += &format!(
+            "| {} | {} | {} | {} | {} | {} | {:.2}× | {:.3} ms | {:.3} ms | {:.0}% | {:.3} ms | {:.0}% | {} |\n",
+            v["env"].as_str().unwrap_or("?"),
+            v["backend"].as_str().unwrap_or("?"),
+            v["batch"].as_str().unwrap_or("?"),
+            v["algo"].as_str().unwrap_or("?"),
+            med("ranks"),
+            grouped(med("env_steps_per_s")),
+            speedup,
+            update,
+            busy,
+            100.0 * busy / update,
+            alone,
+            100.0 * alone / update,
+            grouped(med("bytes_per_update")),
+        );
     }
     Ok(out)
 }

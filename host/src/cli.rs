@@ -230,8 +230,9 @@ pub fn sibling_of_current_exe(name: &str) -> Option<PathBuf> {
 /// Commands the lean binary hands over before running anything, when `acktr-torch` exists:
 /// `bench`, whose libtorch rows and tables only `acktr-torch` can add.
 fn wants_torch_up_front(cli: &Cli) -> bool {
-    // `--report`, `--import` and `--criterion` measure nothing; the data-parallel table is
-    // native only (and `acktr-torch` may be built without MPI).
+    // `--report`, `--import` and `--criterion` measure nothing; the data-parallel table stays
+    // with the binary asked (`acktr-torch` may be built without MPI; run as `acktr-torch`, it
+    // adds the MinAtar rows on libtorch).
     matches!(&cli.cmd, Command::Bench(b) if b.report.is_none() && b.import.is_none()
         && b.criterion.is_none() && b.mpi_ranks.is_empty() && !b.mpi_worker)
 }
