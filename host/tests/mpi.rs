@@ -279,14 +279,21 @@ fn bench_reports_one_and_two_ranks_with_the_bytes_the_shapes_give() {
     for ranks in [1, 2] {
         let row = t
             .lines()
-            .find(|l| l.starts_with(&format!("| ACKTR | {ranks} |")))
+            .find(|l| {
+                l.starts_with(&format!(
+                    "| CartPole-v1 | native | 16 × 20 | ACKTR | {ranks} |"
+                ))
+            })
             .unwrap_or_else(|| panic!("no ACKTR row for {ranks} ranks: {t}"));
-        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
-        // | algo | ranks | env-steps/s | update | collectives | share | alone | share | bytes |
-        let sps: f64 = cells[3].parse().unwrap();
+        let cells: Vec<String> = row.split('|').map(|c| c.trim().replace(',', "")).collect();
+        // | env | backend | batch | algo | ranks | env-steps/s | speed-up | update | collectives
+        // | share | alone | share | bytes |
+        let sps: f64 = cells[6].parse().unwrap();
         assert!(sps > 0.0, "{row}");
+        let speedup: f64 = cells[7].trim_end_matches('×').parse().unwrap();
+        assert!(speedup > 0.0 && (ranks > 1 || speedup == 1.0), "{row}");
         assert_eq!(
-            cells[9].parse::<u64>().unwrap(),
+            cells[13].parse::<u64>().unwrap(),
             acktr_bytes_per_update(),
             "{row}"
         );
