@@ -860,7 +860,7 @@ pub fn bench(args: &BenchArgs) -> Result<String> {
 }
 
 fn make(backend: &str, algo: Algo, stat_stride: u32, kfac_thread: bool) -> Result<Box<dyn Agent>> {
-    let targs = TrainArgs::parse_for_bench(algo, backend);
+    let targs = TrainArgs::parse_for_bench("CartPole-v1", algo, backend);
     let mut s = targs.resolve()?;
     s.kfac_thread = if kfac_thread {
         crate::settings::KfacThreadArg::On
@@ -876,8 +876,8 @@ fn make(backend: &str, algo: Algo, stat_stride: u32, kfac_thread: bool) -> Resul
 }
 
 impl TrainArgs {
-    /// Defaults for the benchmark's CartPole agents.
-    fn parse_for_bench(algo: Algo, backend: &str) -> TrainArgs {
+    /// `acktr train`'s defaults (the preset of `env`) for a benchmark's agent.
+    fn parse_for_bench(env: &str, algo: Algo, backend: &str) -> TrainArgs {
         use clap::Parser;
         #[derive(Parser)]
         struct P {
@@ -888,7 +888,7 @@ impl TrainArgs {
         P::parse_from([
             "bench",
             "--env",
-            "CartPole-v1",
+            env,
             "--backend",
             b,
             "--algo",
@@ -930,16 +930,7 @@ fn mpi_case(env_id: &str, backend: &str, algo: Algo) -> Result<MpiCase> {
             steps: Loop::STEPS,
         });
     }
-    use clap::Parser;
-    #[derive(Parser)]
-    struct P {
-        #[command(flatten)]
-        t: TrainArgs,
-    }
-    let args = ["bench", "--env", env_id, "--backend", backend];
-    let mut s = P::parse_from(args.into_iter().chain(["--algo", algo.cli_name()]))
-        .t
-        .resolve()?;
+    let mut s = TrainArgs::parse_for_bench(env_id, algo, backend).resolve()?;
     // Natural steps from the first update, so every timed update is an ACKTR update.
     s.config.cold_iters = 0;
     let env = envs::make(env_id, s.num_envs)?;
